@@ -1,0 +1,196 @@
+"""Backend adapters: the protocol and their discovery through entry points.
+
+An adapter supplies only what the array API standard lacks (stop-gradient, kernel
+fusion, custom gradients, conversion to and from numpy for conformance). Adapters are
+found through the entry-point group ``zpml_core.backends``; the built-in adapters for
+numpy, torch, jax and array-api-strict register exactly the way a third-party one does.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+from zpml_core._xp import Array, Namespace
+
+ENTRY_POINT_GROUP = "zpml_core.backends"
+
+
+class Backend:
+    """Base class and protocol of a backend adapter.
+
+    Subclasses set ``name`` and ``namespace_names`` (the ``__name__`` of the array-API
+    namespaces they handle, as returned by ``array_api_compat.array_namespace``) and
+    override what their framework offers. The defaults describe a forward-only library.
+    """
+
+    #: registry key, also the ``--backend`` name of the conformance suite
+    name: str = "generic"
+    #: ``xp.__name__`` values handled by this adapter
+    namespace_names: tuple[str, ...] = ()
+    #: whether gradients can be taken (conformance runs gradient cases only then)
+    supports_autodiff: bool = False
+
+    # -- used by the core -------------------------------------------------------------
+    def stop_gradient(self, x: Array) -> Array:
+        """Identity in value; blocks gradients where the framework has them."""
+        return x
+
+    def fuse(self, kernel: Callable[..., Any]) -> Callable[..., Any]:
+        """Return ``kernel`` compiled into one fused computation, if the framework can.
+
+        Kernels take arrays (or None) positionally and only hashable static values as
+        keyword arguments. The default runs the kernel op by op.
+        """
+        return kernel
+
+    def is_tracing(self, x: Array) -> bool:
+        """True while ``x`` is a symbolic value (jit tracer, compile-time fake tensor)."""
+        import array_api_compat
+
+        return bool(array_api_compat.is_lazy_array(x))
+
+    def gate(self, value: Array, bottom: Array, policy: Any, *, xp: Namespace) -> Array:
+        """Apply a gradient policy to the gradient flowing into ``value`` (identity forward).
+
+        Forward-only backends return ``value`` unchanged.
+        """
+        return value
+
+    # -- used by conformance and tests ------------------------------------------------
+    def namespace(self) -> Namespace:
+        """Import the framework and return its array-API namespace."""
+        raise NotImplementedError
+
+    def available(self) -> bool:
+        try:
+            self.namespace()
+        except ImportError:
+            return False
+        return True
+
+    def asarray(self, a: Any, *, dtype: Any = None, device: Any = None) -> Array:
+        """Build an array of this backend from a numpy array (exact copy)."""
+        xp = self.namespace()
+        return xp.asarray(a, dtype=dtype, device=device) if device is not None else xp.asarray(
+            a, dtype=dtype
+        )
+
+    def to_numpy(self, x: Array) -> Any:
+        """Exact numpy copy of an array of this backend (forces lazy arrays)."""
+        import numpy as np
+
+        return np.asarray(x)
+
+    def default_device(self) -> Any:
+        return None
+
+    def __repr__(self) -> str:
+        return f"<zpml backend {self.name!r}>"
+
+
+class GenericBackend(Backend):
+    """Fallback for array-API libraries without an adapter: forward-only, unfused."""
+
+    name = "generic"
+
+
+_lock = threading.Lock()
+_BACKENDS: dict[str, Backend] | None = None
+_BY_NAMESPACE: dict[str, Backend] = {}
+_GENERIC = GenericBackend()
+
+
+def _load() -> dict[str, Backend]:
+    global _BACKENDS
+    with _lock:
+        if _BACKENDS is not None:
+            return _BACKENDS
+        found: dict[str, Backend] = {}
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                obj = ep.load()
+                backend = obj() if isinstance(obj, type) else obj
+            except Exception as exc:  # a broken third-party adapter must not break the core
+                warnings.warn(
+                    f"zpml_core: could not load backend entry point {ep.name!r} ({ep.value}): "
+                    f"{exc}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                continue
+            if not isinstance(backend, Backend):
+                warnings.warn(
+                    f"zpml_core: entry point {ep.name!r} does not provide a zpml_core Backend",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                continue
+            found.setdefault(backend.name, backend)
+        if not found:
+            warnings.warn(
+                "zpml_core: no backend adapters found in the 'zpml_core.backends' entry-point "
+                "group; is the package installed (pip install -e .)? Falling back to a "
+                "generic forward-only backend.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        _BACKENDS = found
+        for b in found.values():
+            for ns in b.namespace_names:
+                _BY_NAMESPACE.setdefault(ns, b)
+        return found
+
+
+def registered_backends() -> dict[str, Backend]:
+    """All adapters registered through the entry-point group (and :func:`register_backend`)."""
+    return dict(_load())
+
+
+def register_backend(backend: Backend, *, replace: bool = False) -> None:
+    """Register an adapter programmatically (tests, notebooks). Entry points are preferred."""
+    if not isinstance(backend, Backend):
+        raise TypeError(f"backend must be a zpml_core Backend, got {type(backend).__name__}")
+    found = _load()
+    with _lock:
+        if backend.name in found and not replace:
+            raise ValueError(f"a backend named {backend.name!r} is already registered")
+        found[backend.name] = backend
+        for ns in backend.namespace_names:
+            if replace or ns not in _BY_NAMESPACE:
+                _BY_NAMESPACE[ns] = backend
+
+
+def unregister_backend(name: str) -> None:
+    found = _load()
+    with _lock:
+        b = found.pop(name, None)
+        if b is not None:
+            for ns in [k for k, v in _BY_NAMESPACE.items() if v is b]:
+                del _BY_NAMESPACE[ns]
+                for other in found.values():
+                    if ns in other.namespace_names:
+                        _BY_NAMESPACE[ns] = other
+                        break
+
+
+def get_backend(xp: Namespace) -> Backend:
+    """The adapter handling namespace ``xp`` (a generic forward-only one if none does)."""
+    b = _BY_NAMESPACE.get(xp.__name__)
+    if b is not None:
+        return b
+    _load()
+    return _BY_NAMESPACE.get(xp.__name__, _GENERIC)
+
+
+def get_backend_by_name(name: str) -> Backend:
+    found = _load()
+    try:
+        return found[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown backend {name!r}; registered: {', '.join(sorted(found)) or 'none'}"
+        ) from None

@@ -1,0 +1,295 @@
+"""Projective tuples: target lifting, encode/decode, renormalisation (SPEC §2, §3).
+
+A value ``y`` is represented by a homogeneous tuple ``(N, D)`` with ``y = N / D``;
+``D = 0`` represents bottom, and the sign of ``N`` then carries the orientation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from zpml_core import _xp
+from zpml_core._registry import Backend, get_backend
+from zpml_core._xp import Array, Namespace
+from zpml_core.scm import SCMArray
+
+__all__ = [
+    "BOTTOM_KIND_FAULT",
+    "BOTTOM_KIND_NONE",
+    "BOTTOM_KIND_SEMANTIC",
+    "ORIENTATION_ABOVE",
+    "ORIENTATION_BELOW",
+    "ORIENTATION_NONE",
+    "STATUS_LABELS",
+    "SemanticTargets",
+    "decode",
+    "encode",
+    "lift_semantic_targets",
+    "lift_targets",
+    "projectively_equal",
+    "renormalize",
+]
+
+ORIENTATION_BELOW, ORIENTATION_NONE, ORIENTATION_ABOVE = -1, 0, 1
+BOTTOM_KIND_NONE, BOTTOM_KIND_FAULT, BOTTOM_KIND_SEMANTIC = 0, 1, 2
+
+# label → (Y_n for non-finite labels or None for "keep y", Y_d, mask_finite, mask_bottom,
+#          orientation, bottom_kind)                                     (SPEC §3.2)
+_LABEL_TABLE: dict[str, tuple[float | None, float, bool, bool, int, int]] = {
+    "finite": (None, 1.0, True, False, ORIENTATION_NONE, BOTTOM_KIND_NONE),
+    "bottom": (1.0, 0.0, False, True, ORIENTATION_NONE, BOTTOM_KIND_SEMANTIC),
+    "censored_below": (-1.0, 0.0, False, True, ORIENTATION_BELOW, BOTTOM_KIND_SEMANTIC),
+    "censored_above": (1.0, 0.0, False, True, ORIENTATION_ABOVE, BOTTOM_KIND_SEMANTIC),
+    "domain_invalid": (1.0, 0.0, False, True, ORIENTATION_NONE, BOTTOM_KIND_SEMANTIC),
+    "fault": (1.0, 0.0, False, True, ORIENTATION_NONE, BOTTOM_KIND_FAULT),
+    "missing": (0.0, 1.0, False, False, ORIENTATION_NONE, BOTTOM_KIND_NONE),
+}
+STATUS_LABELS: tuple[str, ...] = tuple(_LABEL_TABLE)
+
+
+class SemanticTargets(NamedTuple):
+    """Lifted targets with per-element status (SPEC §3.2)."""
+
+    Y_n: Array
+    Y_d: Array
+    mask_finite: Array
+    mask_bottom: Array
+    orientation_label: Array
+    bottom_kind: Array
+
+
+# ---------------------------------------------------------------------------------------
+# lift_targets
+
+
+def _k_lift(y: Array, *, xp: Namespace) -> tuple[Array, Array]:
+    fin = xp.isfinite(y)
+    d = xp.astype(fin, y.dtype)
+    if _xp.is_complex(xp, y.dtype):
+        return xp.where(fin, y, 1.0), d
+    # +inf and NaN → (+1, 0); -inf → (-1, 0): orientation is information
+    sign = 1.0 - 2.0 * xp.astype(y < 0, y.dtype)
+    return xp.where(fin, y, sign), d
+
+
+def lift_targets(y: Array) -> tuple[Array, Array]:
+    """Lift targets to projective tuples ``(Y_n, Y_d)``.
+
+    finite ``y`` → ``(y, 1)`` (sign of zero kept); ``+inf`` and NaN → ``(+1, 0)``;
+    ``-inf`` → ``(-1, 0)``. Integer targets are promoted to the default float.
+    """
+    xp = _xp.namespace(y)
+    if not _xp.is_array(y):
+        raise TypeError(f"y must be an array, got {type(y).__name__}")
+    ya = _xp.to_float(xp, y)
+    be = get_backend(xp)
+    return be.fuse(_k_lift)(ya, xp=xp)  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------------------------------
+# lift_semantic_targets (labels are host-side strings; the array work is traceable)
+
+
+def _flatten_labels(labels: object) -> tuple[list[str], tuple[int, ...]]:
+    """Flatten a rectangular nested sequence (or numpy array) of strings."""
+    if isinstance(labels, str):
+        return [labels], ()
+    if hasattr(labels, "tolist") and hasattr(labels, "shape"):
+        labels = labels.tolist()
+        if isinstance(labels, str):
+            return [labels], ()
+    if not isinstance(labels, Sequence):
+        raise TypeError(
+            "status_labels must be a string or a (nested) sequence of strings, "
+            f"got {type(labels).__name__}"
+        )
+    flat: list[str] = []
+
+    def walk(node: object, depth: int, shape: list[int]) -> None:
+        if isinstance(node, str):
+            if depth != len(shape):
+                raise ValueError("status_labels is ragged (inconsistent nesting depth)")
+            flat.append(node)
+            return
+        if not isinstance(node, Sequence):
+            raise TypeError(
+                f"status_labels must contain strings, got {type(node).__name__}"
+            )
+        if depth == len(shape):
+            if flat:
+                raise ValueError("status_labels is ragged (inconsistent nesting depth)")
+            shape.append(len(node))
+        elif shape[depth] != len(node):
+            raise ValueError(
+                f"status_labels is ragged: lengths {shape[depth]} and {len(node)} "
+                f"at depth {depth}"
+            )
+        for child in node:
+            walk(child, depth + 1, shape)
+
+    shape: list[int] = []
+    walk(labels, 0, shape)
+    return flat, tuple(shape)
+
+
+def lift_semantic_targets(y: Array, status_labels: object) -> SemanticTargets:
+    """Lift targets with per-element status labels (SPEC §3.2).
+
+    Labels: ``finite`` → ``(y, 1)``; ``bottom``/``domain_invalid`` → ``(1, 0)``
+    semantic; ``censored_below`` → ``(-1, 0)``; ``censored_above`` → ``(+1, 0)``;
+    ``fault`` → ``(1, 0)`` fault; ``missing`` → ``(0, 1)``, neither finite nor bottom.
+    ``status_labels`` is a string (0-d ``y``) or a rectangular nested sequence of strings
+    with ``y``'s shape. A ``finite`` label over a non-finite value → ``ValueError``
+    (checked whenever ``y`` is concrete, skipped while tracing).
+    """
+    xp = _xp.namespace(y)
+    if not _xp.is_array(y):
+        raise TypeError(f"y must be an array, got {type(y).__name__}")
+    flat, shape = _flatten_labels(status_labels)
+    if tuple(shape) != tuple(y.shape):
+        raise ValueError(
+            f"status_labels shape {tuple(shape)} does not match target shape {tuple(y.shape)}"
+        )
+    unknown = sorted({lab for lab in flat if lab not in _LABEL_TABLE})
+    if unknown:
+        raise ValueError(
+            f"unknown status label(s) {unknown}; allowed: {', '.join(STATUS_LABELS)}"
+        )
+    ya = _xp.to_float(xp, y)
+    dev = _xp.device(ya)
+    rows = [_LABEL_TABLE[lab] for lab in flat]
+    ft, it = ya.dtype, _xp.default_int(xp, dev)
+
+    def column(i: int, dtype: Any) -> Array:
+        vals = [r[i] if r[i] is not None else 0.0 for r in rows]
+        return xp.reshape(xp.asarray(vals, dtype=dtype, device=dev), shape)
+
+    is_finite_label = column(2, xp.bool)
+    be = get_backend(xp)
+    if not be.is_tracing(ya) and not _xp.is_lazy(ya):
+        bad = is_finite_label & ~xp.isfinite(ya)
+        if bool(xp.any(bad)):
+            raise ValueError(
+                "a 'finite' status label is attached to a non-finite target value"
+            )
+    y_n = xp.where(is_finite_label, ya, column(0, ft))
+    return SemanticTargets(
+        Y_n=y_n,
+        Y_d=column(1, ft),
+        mask_finite=is_finite_label,
+        mask_bottom=column(3, xp.bool),
+        orientation_label=column(4, it),
+        bottom_kind=column(5, it),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# encode / decode
+
+
+def encode(value: Array, bottom: Array) -> tuple[Array, Array]:
+    """SCM value → projective tuple: ⊥ → ``(1, 0)``; finite ``v`` → ``(v, 1)``."""
+    xp = _xp.namespace(value, bottom)
+    (v,) = _xp.float_operands(xp, ("value",), (value,), promote=True)
+    b = _xp.as_mask(xp, bottom, "bottom", v)
+    if b is None:
+        raise TypeError("bottom must be a boolean array, got None")
+    _xp.broadcast_shape([("value", v.shape), ("bottom", b.shape)])
+    return xp.where(b, 1.0, v), xp.where(b, 0.0, xp.ones_like(v))
+
+
+def _k_decode(n: Array, d: Array, *, xp: Namespace, be: Backend) -> tuple[Array, Array]:
+    # ⊥ ⟺ D ≈ 0 (DAZ) ∨ ¬fin(N) ∨ ¬fin(D) ∨ ¬fin(N/D)
+    if _xp.is_complex(xp, n.dtype):
+        ok = xp.isfinite(n) & xp.isfinite(d) & (d != 0)
+    else:
+        c = _xp.consts(xp, n.dtype)
+        ad = xp.abs(d)
+        ok = (ad >= c.tiny) & (ad <= c.max) & xp.isfinite(n)
+    ds = xp.where(ok, d, 1.0)
+    probe = be.stop_gradient(xp.where(ok, n, 0.0)) / be.stop_gradient(ds)
+    ok = ok & xp.isfinite(probe)
+    if _xp.is_complex(xp, n.dtype):
+        ns = xp.where(ok, n, 0.0)
+    else:
+        # DAZ numerator; signed 0 at ⊥ keeps d/dD finite
+        ns = xp.where(ok & (xp.abs(n) >= c.tiny), n, xp.copysign(0.0, n))
+    return xp.where(ok, ns / ds, 0.0), ~ok
+
+
+def decode(N: Array, D: Array) -> SCMArray:
+    """Projective tuple → SCM value: ⊥ iff ``D ≈ 0`` (incl. ``-0.0`` and subnormal ``D``),
+    ``N`` or ``D`` not finite, or ``N/D`` overflows; otherwise the value ``N/D``.
+    """
+    xp = _xp.namespace(N, D)
+    n, d = _xp.float_operands(xp, ("N", "D"), (N, D), promote=True)
+    _xp.broadcast_shape([("N", n.shape), ("D", d.shape)])
+    be = get_backend(xp)
+    v, b = be.fuse(_k_decode)(n, d, xp=xp, be=be)
+    return SCMArray(v, b)
+
+
+# ---------------------------------------------------------------------------------------
+# renormalize / projectively_equal
+
+
+def _k_renormalize(n: Array, d: Array, *, xp: Namespace, sg: Callable[[Array], Array] | None,
+                   gamma: float) -> tuple[Array, Array]:
+    # s = sg(hypot(N, D)) + gamma   (hypot: overflow-safe scaled norm, SPEC §10 #21)
+    s = xp.hypot(n, d)
+    if sg is not None:
+        s = sg(s)
+    s = s + gamma
+    return n / s, d / s
+
+
+def renormalize(
+    N: Array,
+    D: Array,
+    gamma: float = 1e-9,
+    *,
+    stop_gradient: bool | Callable[[Array], Array] = True,
+) -> tuple[Array, Array]:
+    """Scale a tuple to (near) unit norm: ``s = sg(‖(N, D)‖) + gamma``; return ``(N/s, D/s)``.
+
+    The norm is computed overflow-safely (``hypot``), so huge tuples normalise.
+    ``stop_gradient=True`` (default) treats ``s`` as a constant for gradients (via the
+    backend adapter); ``False`` differentiates through it; a callable is used as given.
+    ``gamma`` must be finite and ``>= 0``.
+    """
+    g = _xp.check_real("gamma", gamma, ge=0.0)
+    xp = _xp.namespace(N, D)
+    n, d = _xp.float_operands(xp, ("N", "D"), (N, D), promote=True)
+    if _xp.is_complex(xp, n.dtype):
+        raise TypeError("renormalize expects real N and D")
+    _xp.broadcast_shape([("N", n.shape), ("D", d.shape)])
+    be = get_backend(xp)
+    if stop_gradient is True:
+        sg: Callable[[Array], Array] | None = be.stop_gradient
+    elif stop_gradient is False or stop_gradient is None:
+        sg = None
+    elif callable(stop_gradient):
+        # a user callable is not a stable jit key: run unfused
+        return _k_renormalize(n, d, xp=xp, sg=stop_gradient, gamma=g)  # type: ignore[arg-type]
+    else:
+        raise TypeError("stop_gradient must be a bool or a callable")
+    return be.fuse(_k_renormalize)(n, d, xp=xp, sg=sg, gamma=g)  # type: ignore[no-any-return]
+
+
+def projectively_equal(
+    N1: Array, D1: Array, N2: Array, D2: Array, *, atol: float = 1e-8
+) -> Array:
+    """Elementwise ``|N1·D2 − N2·D1| ≤ atol`` (absolute; ``(0, 0)`` equals everything,
+    NaN never equals). Returns a bool array of the broadcast shape."""
+    tol = _xp.check_real("atol", atol, ge=0.0)
+    xp = _xp.namespace(N1, D1, N2, D2)
+    a, b, c, d = _xp.float_operands(xp, ("N1", "D1", "N2", "D2"), (N1, D1, N2, D2),
+                                    promote=True)
+    _xp.broadcast_shape([("N1", a.shape), ("D1", b.shape), ("N2", c.shape), ("D2", d.shape)])
+    be = get_backend(xp)
+    return be.fuse(_k_proj_eq)(a, b, c, d, xp=xp, atol=tol)  # type: ignore[no-any-return]
+
+
+def _k_proj_eq(a: Array, b: Array, c: Array, d: Array, *, xp: Namespace, atol: float) -> Array:
+    return xp.abs(a * d - c * b) <= atol
