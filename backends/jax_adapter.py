@@ -24,6 +24,25 @@ class JaxBackend(Backend):
     def __init__(self) -> None:
         self._fused: dict[Callable[..., Any], Callable[..., Any]] = {}
         self._enabled = os.environ.get("ZPML_JAX_FUSE", "1") != "0"
+        self._pytrees_registered = False
+
+    def _register_pytrees(self) -> None:
+        # InferenceResult is a 3-tuple with extra attributes: teach jit/vmap its leaves
+        if self._pytrees_registered:
+            return
+        import jax
+
+        from zpml_core.inference import InferenceResult
+
+        try:
+            jax.tree_util.register_pytree_node(
+                InferenceResult,
+                lambda r: ((*r, r.fault_mask, r.semantic_bottom_mask), None),
+                lambda _, leaves: InferenceResult(*leaves),
+            )
+        except ValueError:  # already registered (a second adapter instance)
+            pass
+        self._pytrees_registered = True
 
     def stop_gradient(self, x: Any) -> Any:
         import jax
@@ -31,6 +50,7 @@ class JaxBackend(Backend):
         return jax.lax.stop_gradient(x)
 
     def fuse(self, kernel: Callable[..., Any]) -> Callable[..., Any]:
+        self._register_pytrees()
         if not self._enabled:
             return kernel
         f = self._fused.get(kernel)

@@ -26,6 +26,11 @@ from zpml_core.scm import SCMArray
 
 __version__ = "0.1.0"
 
+# discover adapters now, so traced code (jit / torch.compile) never scans entry points
+from zpml_core._registry import _load
+
+_load()
+
 __all__ = [
     "Backend",
     "InferenceConfig",

@@ -8,7 +8,6 @@ numpy, torch, jax and array-api-strict register exactly the way a third-party on
 
 from __future__ import annotations
 
-import threading
 import warnings
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -98,51 +97,50 @@ class GenericBackend(Backend):
     name = "generic"
 
 
-_lock = threading.Lock()
 _BACKENDS: dict[str, Backend] | None = None
 _BY_NAMESPACE: dict[str, Backend] = {}
 _GENERIC = GenericBackend()
 
 
 def _load() -> dict[str, Backend]:
+    """Discover adapters once (idempotent; ``import zpml_core`` runs it, so traced code
+    never reaches the entry-point scan)."""
     global _BACKENDS
-    with _lock:
-        if _BACKENDS is not None:
-            return _BACKENDS
-        found: dict[str, Backend] = {}
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            try:
-                obj = ep.load()
-                backend = obj() if isinstance(obj, type) else obj
-            except Exception as exc:  # a broken third-party adapter must not break the core
-                warnings.warn(
-                    f"zpml_core: could not load backend entry point {ep.name!r} ({ep.value}): "
-                    f"{exc}",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                continue
-            if not isinstance(backend, Backend):
-                warnings.warn(
-                    f"zpml_core: entry point {ep.name!r} does not provide a zpml_core Backend",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                continue
-            found.setdefault(backend.name, backend)
-        if not found:
+    if _BACKENDS is not None:
+        return _BACKENDS
+    found: dict[str, Backend] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+            backend = obj() if isinstance(obj, type) else obj
+        except Exception as exc:  # a broken third-party adapter must not break the core
             warnings.warn(
-                "zpml_core: no backend adapters found in the 'zpml_core.backends' entry-point "
-                "group; is the package installed (pip install -e .)? Falling back to a "
-                "generic forward-only backend.",
+                f"zpml_core: could not load backend entry point {ep.name!r} ({ep.value}): {exc}",
                 RuntimeWarning,
                 stacklevel=2,
             )
-        _BACKENDS = found
-        for b in found.values():
-            for ns in b.namespace_names:
-                _BY_NAMESPACE.setdefault(ns, b)
-        return found
+            continue
+        if not isinstance(backend, Backend):
+            warnings.warn(
+                f"zpml_core: entry point {ep.name!r} does not provide a zpml_core Backend",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            continue
+        found.setdefault(backend.name, backend)
+    if not found:
+        warnings.warn(
+            "zpml_core: no backend adapters found in the 'zpml_core.backends' entry-point "
+            "group; is the package installed (pip install -e .)? Falling back to a "
+            "generic forward-only backend.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    for b in found.values():
+        for ns in b.namespace_names:
+            _BY_NAMESPACE.setdefault(ns, b)
+    _BACKENDS = found
+    return found
 
 
 def registered_backends() -> dict[str, Backend]:
@@ -151,30 +149,33 @@ def registered_backends() -> dict[str, Backend]:
 
 
 def register_backend(backend: Backend, *, replace: bool = False) -> None:
-    """Register an adapter programmatically (tests, notebooks). Entry points are preferred."""
+    """Register an adapter programmatically (tests, notebooks). Entry points are preferred.
+
+    With ``replace=True`` it takes over the name and the namespaces it declares.
+    """
     if not isinstance(backend, Backend):
         raise TypeError(f"backend must be a zpml_core Backend, got {type(backend).__name__}")
     found = _load()
-    with _lock:
-        if backend.name in found and not replace:
-            raise ValueError(f"a backend named {backend.name!r} is already registered")
-        found[backend.name] = backend
-        for ns in backend.namespace_names:
-            if replace or ns not in _BY_NAMESPACE:
-                _BY_NAMESPACE[ns] = backend
+    if backend.name in found and not replace:
+        raise ValueError(f"a backend named {backend.name!r} is already registered")
+    found[backend.name] = backend
+    for ns in backend.namespace_names:
+        if replace or ns not in _BY_NAMESPACE:
+            _BY_NAMESPACE[ns] = backend
 
 
 def unregister_backend(name: str) -> None:
+    """Remove an adapter; namespaces it served fall back to another adapter declaring them."""
     found = _load()
-    with _lock:
-        b = found.pop(name, None)
-        if b is not None:
-            for ns in [k for k, v in _BY_NAMESPACE.items() if v is b]:
-                del _BY_NAMESPACE[ns]
-                for other in found.values():
-                    if ns in other.namespace_names:
-                        _BY_NAMESPACE[ns] = other
-                        break
+    b = found.pop(name, None)
+    if b is None:
+        return
+    for ns in [k for k, v in _BY_NAMESPACE.items() if v is b]:
+        del _BY_NAMESPACE[ns]
+        for other in found.values():
+            if ns in other.namespace_names:
+                _BY_NAMESPACE[ns] = other
+                break
 
 
 def get_backend(xp: Namespace) -> Backend:

@@ -163,24 +163,27 @@ def _k_strict(
     factor_taus: tuple[float, ...],
 ) -> tuple[Array, Array, Array, Array, Array]:
     # fault    = any(¬fin(P)) ∨ ¬fin(Q) ∨ any(¬fin(V_i)) ∨ any(¬fin(P/Q))
+    # (P's faults are known before Q is substituted, so no NaN reaches dQ)
     # semantic = |Q| < max(tau_infer, tiny)   (DAZ: |Q| < tiny is zero) ∨ any(|V_i| < tau_i)
     c = _xp.consts(xp, Q.dtype)
     q_nd = Q.ndim
     k = max(P.ndim - q_nd, 0)
     aq = xp.abs(Q)
+    ap = xp.abs(P)
     semantic = aq < thr
-    fault = ~(aq <= c.max)
+    fault = ~(aq <= c.max) | _any_trailing(~(ap <= c.max), q_nd, xp=xp)
     for v, t in zip(factors, factor_taus, strict=True):
         fault = fault | _any_trailing(~xp.isfinite(v), q_nd, xp=xp)
         semantic = semantic | _any_trailing(xp.abs(v) < t, q_nd, xp=xp)
     q_safe = xp.where(_expand_trailing(fault | semantic, k, xp=xp), 1.0,
                       _expand_trailing(Q, k, xp=xp))
-    # detached probe: non-finite P and quotient overflow are faults
+    # detached probe: quotient overflow is a fault
     probe = be.stop_gradient(P) / be.stop_gradient(q_safe)
     fault = fault | _any_trailing(~xp.isfinite(probe), q_nd, xp=xp)
     bottom = fault | semantic
     bottom_e = _expand_trailing(bottom, k, xp=xp)
-    out = xp.where(bottom_e, 0.0, P) / q_safe
+    # numerator: DAZ-flushed, signed 0 at bottom (keeps dQ finite)
+    out = xp.where(bottom_e | (ap < c.tiny), P * 0.0, P) / q_safe
     decoded = xp.where(bottom_e, xp.nan, out)
     if tau_train is not None and tau_train > tau:
         gap = (aq >= tau) & (aq < tau_train) & ~bottom

@@ -214,7 +214,7 @@ def _k_decode(n: Array, d: Array, *, xp: Namespace, be: Backend) -> tuple[Array,
         ns = xp.where(ok, n, 0.0)
     else:
         # DAZ numerator; signed 0 at ⊥ keeps d/dD finite
-        ns = xp.where(ok & (xp.abs(n) >= c.tiny), n, xp.copysign(0.0, n))
+        ns = xp.where(ok & (xp.abs(n) >= c.tiny), n, n * 0.0)
     return xp.where(ok, ns / ds, 0.0), ~ok
 
 

@@ -72,8 +72,8 @@ def _keep(ok: Array, m1: Array | None, m2: Array | None = None) -> Array:
 
 
 def _daz(x: Array, ax: Array, tiny: float, *, xp: Namespace) -> Array:
-    """Subnormal → signed zero (``copysign(0, x)``, selected only where ``|x| < tiny``)."""
-    return xp.where(ax < tiny, xp.copysign(0.0, x), x)
+    """Subnormal → signed zero (``x * 0``, selected only where ``|x| < tiny``)."""
+    return xp.where(ax < tiny, x * 0.0, x)
 
 
 def _finish(be: Backend, xp: Namespace, value: Array, bottom: Array) -> SCMArray:
@@ -102,7 +102,7 @@ def _k_mul(x: Array, y: Array, mx: Array | None, my: Array | None, *,
     r = xp.where(keep, x, 0.0) * xp.where(keep, y, 0.0)
     ok = keep & xp.isfinite(r)
     # DAZ: a subnormal factor makes the product a signed zero
-    r = xp.where((ax < c.tiny) | (ay < c.tiny), xp.copysign(0.0, r), r)
+    r = xp.where((ax < c.tiny) | (ay < c.tiny), r * 0.0, r)
     return xp.where(ok, r, 0.0), ~ok
 
 
@@ -120,7 +120,7 @@ def _k_div(x: Array, y: Array, mx: Array | None, my: Array | None, *, xp: Namesp
     probe = be.stop_gradient(ax) / (sy * sy)
     bottom = bad | ~(probe <= c.max)
     # numerator: 0 at bottom (keeps d/dy finite) and DAZ-flushed
-    xs = xp.where(bottom | (ax < c.tiny), xp.copysign(0.0, x), x)
+    xs = xp.where(bottom | (ax < c.tiny), x * 0.0, x)
     return xp.where(bottom, 0.0, xs / ys), bottom
 
 
@@ -157,7 +157,7 @@ def _k_sqrt(x: Array, m: Array | None, *, xp: Namespace) -> tuple[Array, Array]:
     pos = _keep((x >= c.tiny) & (x <= c.max), m)
     zero = _keep((x > -c.tiny) & (x < c.tiny), m)
     r = xp.sqrt(xp.where(pos, x, 1.0))
-    return xp.where(pos, r, xp.where(zero, xp.copysign(0.0, x), 0.0)), ~(pos | zero)
+    return xp.where(pos, r, xp.where(zero, x * 0.0, 0.0)), ~(pos | zero)
 
 
 _F16_MAX = 65504.0

@@ -1,0 +1,52 @@
+"""The ``zpml`` console command.
+
+``zpml demo``         train the RationalHead demo on every installed autodiff backend
+``zpml conformance``  run the conformance suite (same flags as ``python -m zpml_conformance``)
+``zpml backends``     list registered backend adapters and whether they import
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+USAGE = """usage: zpml {demo,conformance,backends} [options]
+
+  demo          train the guide's RationalHead on poles (1/(x-a), 2-link IK) per backend
+  conformance   check every installed backend against the SCM contract
+  backends      list registered backend adapters
+"""
+
+
+def _backends() -> int:
+    from zpml_core import registered_backends
+
+    for name, b in sorted(registered_backends().items()):
+        status = "available" if b.available() else "not installed"
+        grad = "autodiff" if b.supports_autodiff else "forward-only"
+        print(f"{name:10s} {status:14s} {grad:12s} {type(b).__module__}.{type(b).__qualname__}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if args else 2
+    cmd, rest = args[0], args[1:]
+    if cmd == "conformance":
+        from zpml_conformance.__main__ import main as conformance_main
+
+        return int(conformance_main(rest))
+    if cmd == "demo":
+        from zpml_core.training.demo import main as demo_main
+
+        return int(demo_main(rest))
+    if cmd == "backends":
+        return _backends()
+    print(f"zpml: unknown command {cmd!r}\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
