@@ -31,7 +31,7 @@ def tests(session: nox.Session, backend: str) -> None:
 
 
 @nox.session(python="3.11")
-@nox.parametrize("backend", BACKENDS + ["dask"])
+@nox.parametrize("backend", [*BACKENDS, "dask"])
 def conformance(session: nox.Session, backend: str) -> None:
     """Run the conformance suite against one backend."""
     extras = {"dask": "test,dask"}.get(backend, EXTRAS[backend])

@@ -19,14 +19,15 @@ class QuietKernels:
         self._quiet: dict[Callable[..., Any], Callable[..., Any]] = {}
 
     def fuse(self, kernel: Callable[..., Any]) -> Callable[..., Any]:
-        f = self._quiet.get(kernel)
-        if f is None:
-            import numpy as np
+        cached = self._quiet.get(kernel)
+        if cached is not None:
+            return cached
+        import numpy as np
 
-            @functools.wraps(kernel)
-            def f(*args: Any, **kwargs: Any) -> Any:
-                with np.errstate(all="ignore"):
-                    return kernel(*args, **kwargs)
+        @functools.wraps(kernel)
+        def quiet(*args: Any, **kwargs: Any) -> Any:
+            with np.errstate(all="ignore"):
+                return kernel(*args, **kwargs)
 
-            self._quiet[kernel] = f
-        return f
+        self._quiet[kernel] = quiet
+        return quiet

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from zpml_backends._errstate import QuietKernels
+
 from zpml_core._registry import Backend
 
 

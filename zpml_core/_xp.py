@@ -180,7 +180,7 @@ def float_operands(
     Python scalars adopt it. With ``promote``, integer/bool results become the default
     float. Bool/int inputs without ``promote`` keep their dtype (add/sub/mul/neg rule).
     """
-    arrays = [v for v in values if is_array(v)]
+    arrays: list[Array] = [v for v in values if is_array(v)]
     for name, v in zip(names, values, strict=True):
         if not (is_array(v) or isinstance(v, numbers.Number)):
             raise TypeError(f"{name} must be an array or a real number, got {_type_name(v)}")
@@ -198,7 +198,8 @@ def float_operands(
     out = []
     for v in values:
         if is_array(v):
-            out.append(v if v.dtype == dt else xp.astype(v, dt))
+            a: Array = v
+            out.append(a if a.dtype == dt else xp.astype(a, dt))
         else:
             out.append(xp.asarray(v, dtype=dt, device=dev))
     return out
@@ -215,7 +216,8 @@ def broadcast_shape(named_shapes: Sequence[tuple[str, tuple[int | None, ...]]]) 
     for name, shape in named_shapes:
         shape = tuple(shape)
         n = max(len(result), len(shape))
-        result = [1] * (n - len(result)) + result
+        pad: list[int | None] = [1] * (n - len(result))
+        result = pad + result
         owner = [""] * (n - len(owner)) + owner
         padded = (1,) * (n - len(shape)) + shape
         for i, d in enumerate(padded):
@@ -273,10 +275,11 @@ def check_real(
         if allow_none:
             return None
         raise TypeError(f"{name} must be a real number, got None")
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        # 0-d arrays of numpy/torch are Real-like via __float__; accept numpy scalars only
-        if isinstance(value, bool) or not _is_real_scalar_like(value):
-            raise TypeError(f"{name} must be a real number, got {_type_name(value)}")
+    # Python and numpy real scalars only (bool is not a number here)
+    if isinstance(value, bool) or not (
+        isinstance(value, numbers.Real) or _is_real_scalar_like(value)
+    ):
+        raise TypeError(f"{name} must be a real number, got {_type_name(value)}")
     v = float(value)  # type: ignore[arg-type]
     rng = _range_text(ge, gt, le)
     if not math.isfinite(v):

@@ -88,7 +88,7 @@ class InferenceConfig:
         object.__setattr__(self, "provenance_fault_threshold", f if f is not None else h)
 
 
-class InferenceResult(tuple):  # type: ignore[type-arg]
+class InferenceResult(tuple):
     """``(decoded, bottom_mask, gap_mask)`` — unpacks and indexes as a 3-tuple — with the
     extra attributes ``fault_mask``, ``semantic_bottom_mask`` and ``bottom_provenance``
     (0 finite, 1 fault only, 2 semantic only, 3 both; the library's default int dtype).

@@ -84,7 +84,7 @@ def lift_targets(y: Array) -> tuple[Array, Array]:
         raise TypeError(f"y must be an array, got {type(y).__name__}")
     ya = _xp.to_float(xp, y)
     be = get_backend(xp)
-    return be.fuse(_k_lift)(ya, xp=xp)  # type: ignore[no-any-return]
+    return be.fuse(_k_lift)(ya, xp=xp)
 
 
 # ---------------------------------------------------------------------------------------
@@ -274,7 +274,7 @@ def renormalize(
         return _k_renormalize(n, d, xp=xp, sg=stop_gradient, gamma=g)  # type: ignore[arg-type]
     else:
         raise TypeError("stop_gradient must be a bool or a callable")
-    return be.fuse(_k_renormalize)(n, d, xp=xp, sg=sg, gamma=g)  # type: ignore[no-any-return]
+    return be.fuse(_k_renormalize)(n, d, xp=xp, sg=sg, gamma=g)
 
 
 def projectively_equal(
@@ -288,7 +288,7 @@ def projectively_equal(
                                     promote=True)
     _xp.broadcast_shape([("N1", a.shape), ("D1", b.shape), ("N2", c.shape), ("D2", d.shape)])
     be = get_backend(xp)
-    return be.fuse(_k_proj_eq)(a, b, c, d, xp=xp, atol=tol)  # type: ignore[no-any-return]
+    return be.fuse(_k_proj_eq)(a, b, c, d, xp=xp, atol=tol)
 
 
 def _k_proj_eq(a: Array, b: Array, c: Array, d: Array, *, xp: Namespace, atol: float) -> Array:

@@ -289,7 +289,7 @@ def _prepare_unary(
 
 def _run(backend: Backend, kernel: Callable[..., Any], /, *arrays: Array | None,
          **static: Any) -> tuple[Array, Array]:
-    return backend.fuse(kernel)(*arrays, **static)  # type: ignore[no-any-return]
+    return backend.fuse(kernel)(*arrays, **static)
 
 
 def _binary(op: str, x: object, y: object, mask_x: object, mask_y: object) -> SCMArray:
@@ -422,7 +422,7 @@ def tan(x: Array, *, mask: Array | None = None) -> SCMArray:
     return _unary("tan", x, mask)
 
 
-def pow(x: Array, exponent: Array | float, *, mask: Array | None = None) -> SCMArray:  # noqa: A001
+def pow(x: Array, exponent: Array | float, *, mask: Array | None = None) -> SCMArray:
     """SCM power ``x ** exponent``.
 
     Real base: ⊥ iff masked, an operand is not finite, ``x ≈ 0`` with ``e < 0``, ``x < 0``
@@ -434,12 +434,13 @@ def pow(x: Array, exponent: Array | float, *, mask: Array | None = None) -> SCMA
     if isinstance(exponent, complex) and not isinstance(exponent, (int, float)):
         raise TypeError("exponent must be real, got a complex number")
     xp = _xp.namespace(x, exponent, mask)
-    if _xp.is_array(exponent) and _xp.is_complex(xp, exponent.dtype):
-        raise TypeError(f"exponent must be real, got an array of dtype {exponent.dtype}")
     (xa,) = _xp.float_operands(xp, ("x",), (x,), promote=True)
     rdt = _xp.real_dtype(xp, xa.dtype)
     if _xp.is_array(exponent):
-        ea = exponent if exponent.dtype == rdt else xp.astype(exponent, rdt)
+        e_arr: Array = exponent
+        if _xp.is_complex(xp, e_arr.dtype):
+            raise TypeError(f"exponent must be real, got an array of dtype {e_arr.dtype}")
+        ea = e_arr if e_arr.dtype == rdt else xp.astype(e_arr, rdt)
     elif isinstance(exponent, (int, float)):
         ea = xp.asarray(float(exponent), dtype=rdt, device=_xp.device(xa))
     else:

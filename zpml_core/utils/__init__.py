@@ -1,0 +1,21 @@
+"""Utilities that are not part of the SCM semantics: metric logging."""
+
+from zpml_core.utils.logging import (
+    METRIC_LOG_SCHEMA_NAME,
+    METRIC_LOG_SCHEMA_VERSION,
+    JsonlLogger,
+    metric_log_record,
+    read_jsonl,
+    to_jsonable,
+    validate_metric_record,
+)
+
+__all__ = [
+    "METRIC_LOG_SCHEMA_NAME",
+    "METRIC_LOG_SCHEMA_VERSION",
+    "JsonlLogger",
+    "metric_log_record",
+    "read_jsonl",
+    "to_jsonable",
+    "validate_metric_record",
+]
