@@ -96,6 +96,8 @@ class FloatConsts:
     eps: float
     sqrt_tiny: float  # smallest |y| whose square y*y is still normal (exact: 2**(emin/2))
     exp_max: float  # largest x with exp(x) finite
+    # quotient guard: |a| <= fl(|b| * ovf) guarantees fl(a / b) finite (ovf = max - ~4 ulp)
+    ovf: float
 
 
 _EXP_MAX = {
@@ -127,8 +129,14 @@ def consts(xp: Namespace, dtype: Any) -> FloatConsts:
         if exp_max is None:
             # bfloat16 (8-bit mantissa): exp(88.5) finite, exp(89.0) overflows
             exp_max = 88.5 if fmax == _BF16_MAX else math.log(fmax)
+        eps = float(fi.eps)
         c = FloatConsts(
-            tiny=tiny, max=fmax, eps=float(fi.eps), sqrt_tiny=math.sqrt(tiny), exp_max=exp_max
+            tiny=tiny,
+            max=fmax,
+            eps=eps,
+            sqrt_tiny=math.sqrt(tiny),
+            exp_max=exp_max,
+            ovf=fmax * (1.0 - 2.0 * eps),
         )
         _CONSTS[key] = c
     return c

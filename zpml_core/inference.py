@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zpml_core import _xp
-from zpml_core._registry import Backend, get_backend
+from zpml_core._registry import get_backend
 from zpml_core._xp import Array, Namespace
 
 __all__ = ["InferenceConfig", "InferenceResult", "strict_inference"]
@@ -156,33 +156,32 @@ def _k_strict(
     factors: tuple[Array, ...],
     *,
     xp: Namespace,
-    be: Backend,
     thr: float,
     tau: float,
     tau_train: float | None,
     factor_taus: tuple[float, ...],
 ) -> tuple[Array, Array, Array, Array, Array]:
-    # fault    = any(¬fin(P)) ∨ ¬fin(Q) ∨ any(¬fin(V_i)) ∨ any(¬fin(P/Q))
-    # (P's faults are known before Q is substituted, so no NaN reaches dQ)
+    # fault    = any(¬fin(P)) ∨ ¬fin(Q) ∨ any(¬fin(V_i)) ∨ any(P/Q overflows)
     # semantic = |Q| < max(tau_infer, tiny)   (DAZ: |Q| < tiny is zero) ∨ any(|V_i| < tau_i)
+    # Overflow is the guard |P| > |Q|·ovf (no probe division); every mask is known before
+    # the single division, and the numerator is zeroed at bottom so dQ stays finite.
     c = _xp.consts(xp, Q.dtype)
     q_nd = Q.ndim
     k = max(P.ndim - q_nd, 0)
-    aq = xp.abs(Q)
-    ap = xp.abs(P)
+    aq, ap = xp.abs(Q), xp.abs(P)
     semantic = aq < thr
-    fault = ~(aq <= c.max) | _any_trailing(~(ap <= c.max), q_nd, xp=xp)
+    fault = ~(aq <= c.max)
     for v, t in zip(factors, factor_taus, strict=True):
         fault = fault | _any_trailing(~xp.isfinite(v), q_nd, xp=xp)
         semantic = semantic | _any_trailing(xp.abs(v) < t, q_nd, xp=xp)
-    q_safe = xp.where(_expand_trailing(fault | semantic, k, xp=xp), 1.0,
-                      _expand_trailing(Q, k, xp=xp))
-    # detached probe: quotient overflow is a fault
-    probe = be.stop_gradient(P) / be.stop_gradient(q_safe)
-    fault = fault | _any_trailing(~xp.isfinite(probe), q_nd, xp=xp)
+    # the quotient is only formed where Q is usable (not semantic, not a Q fault)
+    usable = _expand_trailing(~(fault | semantic), k, xp=xp)
+    p_bad = ~(ap <= c.max) | (usable & (ap > _expand_trailing(aq, k, xp=xp) * c.ovf))
+    fault = fault | _any_trailing(p_bad, q_nd, xp=xp)
     bottom = fault | semantic
     bottom_e = _expand_trailing(bottom, k, xp=xp)
-    # numerator: DAZ-flushed, signed 0 at bottom (keeps dQ finite)
+    q_safe = xp.where(bottom_e, 1.0, _expand_trailing(Q, k, xp=xp))
+    # numerator: DAZ-flushed, signed 0 at bottom
     out = xp.where(bottom_e | (ap < c.tiny), P * 0.0, P) / q_safe
     decoded = xp.where(bottom_e, xp.nan, out)
     if tau_train is not None and tau_train > tau:
@@ -285,7 +284,6 @@ def strict_inference(
         q,
         factors,
         xp=xp,
-        be=be,
         thr=max(cfg.tau_infer, c.tiny),
         tau=cfg.tau_infer,
         tau_train=cfg.tau_train,

@@ -203,24 +203,23 @@ def _k_decode(n: Array, d: Array, *, xp: Namespace, be: Backend) -> tuple[Array,
     # ⊥ ⟺ D ≈ 0 (DAZ) ∨ ¬fin(N) ∨ ¬fin(D) ∨ ¬fin(N/D)
     if _xp.is_complex(xp, n.dtype):
         ok = xp.isfinite(n) & xp.isfinite(d) & (d != 0)
-    else:
-        c = _xp.consts(xp, n.dtype)
-        ad = xp.abs(d)
-        ok = (ad >= c.tiny) & (ad <= c.max) & xp.isfinite(n)
-    ds = xp.where(ok, d, 1.0)
-    probe = be.stop_gradient(xp.where(ok, n, 0.0)) / be.stop_gradient(ds)
-    ok = ok & xp.isfinite(probe)
-    if _xp.is_complex(xp, n.dtype):
-        ns = xp.where(ok, n, 0.0)
-    else:
-        # DAZ numerator; signed 0 at ⊥ keeps d/dD finite
-        ns = xp.where(ok & (xp.abs(n) >= c.tiny), n, n * 0.0)
-    return xp.where(ok, ns / ds, 0.0), ~ok
+        ds = xp.where(ok, d, 1.0)
+        probe = be.stop_gradient(xp.where(ok, n, 0.0)) / be.stop_gradient(ds)
+        ok = ok & xp.isfinite(probe)
+        return xp.where(ok, xp.where(ok, n, 0.0) / ds, 0.0), ~ok
+    # real: the quotient guard |N| <= fl(|D|·ovf) replaces the overflow probe (one division)
+    c = _xp.consts(xp, n.dtype)
+    an, ad = xp.abs(n), xp.abs(d)
+    ok = (ad >= c.tiny) & (ad <= c.max) & (an <= c.max) & (an <= ad * c.ovf)
+    # numerator DAZ-flushed and a signed zero at ⊥ (keeps d/dD finite)
+    ns = xp.where(ok & (an >= c.tiny), n, n * 0.0)
+    return xp.where(ok, ns / xp.where(ok, d, 1.0), 0.0), ~ok
 
 
 def decode(N: Array, D: Array) -> SCMArray:
     """Projective tuple → SCM value: ⊥ iff ``D ≈ 0`` (incl. ``-0.0`` and subnormal ``D``),
-    ``N`` or ``D`` not finite, or ``N/D`` overflows; otherwise the value ``N/D``.
+    ``N`` or ``D`` not finite, or ``N/D`` overflows (``|N| > |D|·ovf``, ``ovf`` 4 ulp below
+    the dtype's max); otherwise the value ``N/D``.
     """
     xp = _xp.namespace(N, D)
     n, d = _xp.float_operands(xp, ("N", "D"), (N, D), promote=True)
