@@ -26,10 +26,15 @@ from zpml_core.scm import SCMArray
 
 __version__ = "0.1.0"
 
-# discover adapters now, so traced code (jit / torch.compile) never scans entry points
+# Discover adapters now, so traced code (jit / torch.compile) never scans entry points.
+# If an adapter module is being imported first, zpml_backends runs discovery once its
+# own import has finished (adapters import zpml_core, so doing it here would be circular).
+import sys as _sys
+
 from zpml_core._registry import _load
 
-_load()
+if "zpml_backends" not in _sys.modules:
+    _load()
 
 __all__ = [
     "Backend",

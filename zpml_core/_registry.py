@@ -100,14 +100,30 @@ class GenericBackend(Backend):
 _BACKENDS: dict[str, Backend] | None = None
 _BY_NAMESPACE: dict[str, Backend] = {}
 _GENERIC = GenericBackend()
+_LOADING = False
 
 
 def _load() -> dict[str, Backend]:
-    """Discover adapters once (idempotent; ``import zpml_core`` runs it, so traced code
-    never reaches the entry-point scan)."""
-    global _BACKENDS
+    """Discover adapters once.
+
+    Idempotent and run at import time (by ``zpml_core`` or, when an adapter module is
+    imported first, by ``zpml_backends``), so traced code never reaches the entry-point
+    scan. A re-entrant call while discovery imports an adapter package returns ``{}``.
+    """
+    global _BACKENDS, _LOADING
     if _BACKENDS is not None:
         return _BACKENDS
+    if _LOADING:
+        return {}
+    _LOADING = True
+    try:
+        return _discover()
+    finally:
+        _LOADING = False
+
+
+def _discover() -> dict[str, Backend]:
+    global _BACKENDS
     found: dict[str, Backend] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
