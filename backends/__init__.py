@@ -13,6 +13,6 @@ from zpml_backends.torch_adapter import TorchBackend
 __all__ = ["JaxBackend", "NumpyBackend", "StrictBackend", "TorchBackend"]
 
 # the adapters are complete now: discover the registered ones (no-op if already done)
-from zpml_core._registry import _load  # noqa: E402
+from zpml_core._registry import _load
 
 _load()

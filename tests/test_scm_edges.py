@@ -47,8 +47,8 @@ BOT = _Bot()
 class Exp:
     """An expected non-bottom value with a comparison mode."""
 
-    def __init__(self, v: complex | float, mode: str) -> None:
-        self.v, self.mode = v, mode
+    def __init__(self, v: complex | float, mode: str, ulps: int = 2) -> None:
+        self.v, self.mode, self.ulps = v, mode, ulps
 
     def __repr__(self) -> str:
         return f"{self.mode}({self.v!r})"
@@ -58,8 +58,8 @@ def X(v: float | complex) -> Exp:
     return Exp(v, "exact")
 
 
-def U(v: float | complex) -> Exp:
-    return Exp(v, "ulp")
+def U(v: float | complex, ulps: int = 2) -> Exp:
+    return Exp(v, "ulp", ulps)
 
 
 def T(v: float) -> Exp:
@@ -106,13 +106,11 @@ def check_elem(v: np.ndarray, b: np.ndarray, expected: object, dtype: str, where
             assert np.signbit(p) == np.signbit(q), f"{where}: sign of zero {v!r} vs {e!r}"
         elif expected.mode == "ulp":
             ulp = float(np.spacing(rdt(abs(q))))
-            assert abs(p - q) <= 2 * ulp, f"{where}: value {v!r} not within 2 ulp of {e!r}"
+            n = expected.ulps
+            assert abs(p - q) <= n * ulp, f"{where}: value {v!r} not within {n} ulp of {e!r}"
         else:  # tiny
             assert abs(p - q) < tiny, f"{where}: value {v!r} not within smallest_normal of {e!r}"
-            if q != 0 or p != 0:
-                assert np.signbit(p) == np.signbit(q), f"{where}: sign {v!r} vs {e!r}"
-            else:
-                assert np.signbit(p) == np.signbit(q), f"{where}: sign of zero {v!r} vs {e!r}"
+            assert np.signbit(p) == np.signbit(q), f"{where}: sign {v!r} vs {e!r}"
 
 
 def check_result(arr, res, expected: list, dtype: str, where: str = "") -> None:
@@ -191,7 +189,7 @@ EXP_MAX32 = 88.72283172607422
         (nextafter(EXP_MAX64, INF), BOT),
         (709.0, U(math.exp(709.0))),
         (710.0, BOT),
-        (-EXP_MAX64, U(math.exp(-EXP_MAX64))),
+        (-EXP_MAX64, T(math.exp(-EXP_MAX64))),  # subnormal result
         (-745.0, T(0.0)),  # underflows to a subnormal / 0: finite, not ⊥
         (-746.0, X(0.0)),
         (-1e308, X(0.0)),
@@ -206,7 +204,9 @@ def test_exp_border_f64(arr, x, expected):
 @pytest.mark.parametrize(
     ("x", "expected"),
     [
-        (EXP_MAX32, U(f32(math.exp(EXP_MAX32)))),
+        # XLA's float32 exp is not correctly rounded at the top of the range (jax gives
+        # 3.4027977e38, 4 ulp below the correctly rounded 3.4027985e38): libm, not SCM.
+        (EXP_MAX32, U(f32(math.exp(EXP_MAX32)), ulps=4)),
         (nextafter(EXP_MAX32, INF, "float32"), BOT),
         (88.0, U(f32(math.exp(88.0)))),
         (89.0, BOT),
@@ -216,7 +216,6 @@ def test_exp_border_f64(arr, x, expected):
     ids=repr,
 )
 def test_exp_border_f32(arr, x, expected):
-    assert f32(x) == x
     check_result(arr, scm.exp(arr([x], "float32")), [expected], "float32", f"exp({x!r})")
 
 
@@ -279,6 +278,9 @@ BINARY_F64 = [
     ("add", 1e-320, 0.0, T(0.0)),  # DAZ (reference numpy: 1e-320)
     ("add", -1e-320, -0.0, T(-0.0)),
     ("add", -0.0, -0.0, X(-0.0)),
+    ("add", 2e-308, 2e-308, X(0.0)),  # DAZ: two subnormals are 0 + 0 (IEEE: the normal 4e-308)
+    ("add", -2e-308, -2e-308, X(-0.0)),  # DAZ: (-0) + (-0)
+    ("sub", 2e-308, -2e-308, X(0.0)),  # DAZ
     ("add", 0.0, -0.0, X(0.0)),
     ("add", 1.5, 2.25, X(3.75)),
     ("add", INF, 1.0, BOT),
@@ -354,6 +356,7 @@ def test_binary_table_f64(arr, op, x, y, expected):
 BINARY_F32 = [
     ("add", 3e38, 3e38, BOT),
     ("add", 1.0, 2.0, X(3.0)),
+    ("add", f32(1e-38), f32(1e-38), X(0.0)),  # DAZ: two subnormals (IEEE: the normal 2e-38)
     ("sub", -3e38, 3e38, BOT),
     ("mul", 1e20, 1e20, BOT),
     ("mul", f32(1e-40), 1e30, X(0.0)),  # DAZ
@@ -664,9 +667,9 @@ def test_unary_mask_broadcasts_to_larger_shape(arr, op):
     b, v = arr.np(r.bottom), arr.np(r.value)
     assert b.shape == v.shape == (2, 3)
     assert b.tolist() == [[False, True, False], [True, False, False]]
-    assert (v[b] == 0).all()
-    assert v[0, 0] == v[1, 1 - 1 + 1 - 1] or True  # noqa: PLR0133 (rows share the input)
-    assert v[0, 2] == v[1, 2] and v[0, 0] == arr.np(getattr(scm, op)(x).value)[0]
+    assert (v[b] == 0).all() and not np.signbit(v[b]).any()
+    ref = arr.np(getattr(scm, op)(x).value)  # unmasked result, shape (3,)
+    assert v[0, 0] == ref[0] and v[1, 1] == ref[1] and v[0, 2] == v[1, 2] == ref[2]
 
 
 def test_binary_mask_broadcasts_to_larger_shape(arr):
@@ -724,8 +727,7 @@ def _grid_invariants(arr, res, dtype):
 @pytest.mark.parametrize("op", UNARY)
 def test_unary_grid_invariants(arr, op, dtype):
     xs = np.array(EDGE if dtype == "float64" else EDGE32, dtype=dtype)
-    with np.errstate(all="ignore"):
-        v, b = _grid_invariants(arr, getattr(scm, op)(arr(xs, dtype)), dtype)
+    _, b = _grid_invariants(arr, getattr(scm, op)(arr(xs, dtype)), dtype)
     # non-finite inputs are always ⊥
     assert b[~np.isfinite(xs)].all()
 
@@ -744,12 +746,45 @@ def test_binary_grid_invariants(arr, op, dtype):
         # DAZ predicate: |y| < sqrt(smallest normal) is always ⊥
         assert b[np.abs(y) < math.sqrt(tiny)].all()
     if op in ("add", "sub", "mul"):
-        # non-⊥ values equal the IEEE result on DAZ-flushed operands
-        xf = np.where(np.abs(x) < tiny, x * 0, x)
-        yf = np.where(np.abs(y) < tiny, y * 0, y)
+        # non-⊥ values equal the IEEE result on DAZ-flushed operands; ⊥ iff IEEE overflow
+        fn = {"add": np.add, "sub": np.subtract, "mul": np.multiply}[op]
         with np.errstate(all="ignore"):
-            ref = {"add": np.add, "sub": np.subtract, "mul": np.multiply}[op](xf, yf)
-            ref_ieee = {"add": np.add, "sub": np.subtract, "mul": np.multiply}[op](x, y)
+            xf = np.where(np.abs(x) < tiny, x * 0, x)
+            yf = np.where(np.abs(y) < tiny, y * 0, y)
+            ref = fn(xf, yf)
+            ref_ieee = fn(x, y)
         assert (b == ~np.isfinite(ref_ieee)).all()
-        ok = ~b
-        assert (np.abs(v[ok] - ref[ok]) < tiny).all()
+        bad = ~b & ~(np.abs(v - ref) < tiny)
+        assert not bad.any(), f"{op} differs from DAZ reference at {list(zip(x[bad], y[bad], strict=True))}"
+
+
+# DAZ for complex operands (SPEC §10 #1: every predicate and computation, every backend):
+# a part whose magnitude is below the smallest normal is a (signed) zero. JAX flushes
+# them on CPU, so without DAZ in the kernels the backends disagree (e.g. numpy
+# log(1e-320+0j) = -736.8 vs JAX ⊥; numpy sqrt(1e-320+0j) = 1e-160 vs JAX 0).
+COMPLEX_DAZ = [
+    ("log", (complex(1e-320, 0),), BOT),
+    ("log", (complex(0, 1e-320),), BOT),
+    ("log", (complex(-1e-320, 0),), BOT),
+    ("log", (complex(1e-310, 1e-310),), BOT),
+    ("inv", (complex(1e-310, 1e-310),), BOT),
+    ("sqrt", (complex(1e-320, 0),), T(0.0)),
+    ("sqrt", (complex(1e-310, 1e-310),), T(0.0)),
+    ("mul", (complex(1e-320, 0), complex(1e300, 0)), T(0.0)),
+    ("div", (complex(1e-310, 1e-310), complex(1e-300, 0)), T(0.0)),
+    ("div", (complex(1, 0), complex(1e-320, 0)), BOT),
+    ("log", (complex(1.0, 1e-320),), T(0.0)),  # 1 + (subnormal)j is 1: log = 0
+]
+
+
+@pytest.mark.parametrize(("op", "args", "expected"), COMPLEX_DAZ,
+                         ids=[f"{o}{a!r}" for o, a, _ in COMPLEX_DAZ])
+def test_complex_daz(arr, op, args, expected):
+    res = getattr(scm, op)(*[arr([a], C) for a in args])
+    _check_complex(arr, res, expected, f"{op}{args!r}")
+
+
+def test_complex_pow_daz(arr):
+    res = scm.pow(arr([complex(1e-320, 0), complex(1e-310, 1e-310)], C), 0.5)
+    assert arr.np(res.bottom).tolist() == [False, False]
+    assert (np.abs(arr.np(res.value)) < F64_TINY).all(), arr.np(res.value)

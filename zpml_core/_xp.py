@@ -27,15 +27,16 @@ def _type_name(obj: object) -> str:
     return f"{t.__module__}.{t.__qualname__}"
 
 
-def _namespace_of(a: object) -> Namespace:
+def _namespace_of(a: object, name: str | None = None) -> Namespace:
     t = type(a)
     ns = _NS_BY_TYPE.get(t)
     if ns is None:
         try:
             ns = array_api_compat.array_namespace(a)
         except TypeError:
+            what = f"{name} must be" if name else "expected"
             raise TypeError(
-                f"expected an array from an array-API library (numpy, torch, jax, ...) "
+                f"{what} an array from an array-API library (numpy, torch, jax, ...) "
                 f"or a Python scalar, got {_type_name(a)}"
             ) from None
         _NS_BY_TYPE[t] = ns
@@ -47,19 +48,20 @@ def is_array(a: object) -> bool:
     return a is not None and not isinstance(a, _PY_SCALARS)
 
 
-def namespace(*arrays: object) -> Namespace:
+def namespace(*arrays: object, names: Sequence[str] | None = None) -> Namespace:
     """Return the array-API namespace shared by ``arrays``.
 
     ``None`` and Python scalars are ignored. Arrays from two different libraries raise
-    ``TypeError`` naming both types. With no arrays at all (only Python scalars) the
-    numpy namespace is used, so scalars are evaluated as 0-d float64 arrays.
+    ``TypeError`` naming both types; a non-array raises ``TypeError`` naming the argument
+    (``names``, parallel to ``arrays``, when given). With no arrays at all (only Python
+    scalars) the numpy namespace is used, so scalars are evaluated as 0-d float64 arrays.
     """
     xp: Namespace = None
     first: object = None
-    for a in arrays:
+    for i, a in enumerate(arrays):
         if a is None or isinstance(a, _PY_SCALARS):
             continue
-        ns = _namespace_of(a)
+        ns = _namespace_of(a, names[i] if names is not None and i < len(names) else None)
         if xp is None:
             xp, first = ns, a
         elif ns is not xp:
@@ -290,7 +292,8 @@ def check_real(
         raise TypeError(f"{name} must be a real number, got {_type_name(value)}")
     v = float(value)  # type: ignore[arg-type]
     rng = _range_text(ge, gt, le)
-    if not math.isfinite(v):
+    # comparisons, not math.isfinite: under torch.compile v is a symbolic float
+    if not (v == v and -math.inf < v < math.inf):
         raise ValueError(f"{name} must be finite{' and ' + rng if rng else ''}, got {v!r}")
     if (
         (ge is not None and not v >= ge)

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from zpml_core import _xp
-from zpml_core._registry import get_backend
+from zpml_core import _daz, _xp
+from zpml_core._registry import Backend, get_backend
 from zpml_core._xp import Array, Namespace
 
 __all__ = ["InferenceConfig", "InferenceResult", "strict_inference"]
@@ -156,6 +156,7 @@ def _k_strict(
     factors: tuple[Array, ...],
     *,
     xp: Namespace,
+    be: Backend,
     thr: float,
     tau: float,
     tau_train: float | None,
@@ -181,8 +182,9 @@ def _k_strict(
     bottom = fault | semantic
     bottom_e = _expand_trailing(bottom, k, xp=xp)
     q_safe = xp.where(bottom_e, 1.0, _expand_trailing(Q, k, xp=xp))
-    # numerator: DAZ-flushed, signed 0 at bottom
-    out = xp.where(bottom_e | (ap < c.tiny), P * 0.0, P) / q_safe
+    # numerator: a signed zero at bottom and where subnormal (DAZ)
+    p_zero = bottom_e | (ap < c.tiny)
+    out = xp.where(p_zero, _daz.signed_zero(P, sg=be.stop_gradient), P) / q_safe
     decoded = xp.where(bottom_e, xp.nan, out)
     if tau_train is not None and tau_train > tau:
         gap = (aq >= tau) & (aq < tau_train) & ~bottom
@@ -257,12 +259,13 @@ def strict_inference(
     for i, v in enumerate(factors):
         if not _xp.is_array(v):
             raise TypeError(f"validity_factors[{i}] must be an array, got {type(v).__name__}")
+    factor_names = tuple(f"validity_factors[{i}]" for i in range(len(factors)))
     ftaus = _validity_taus(validity_taus, len(factors)) if factors else ()
     if not (_xp.is_array(P) and _xp.is_array(Q)):
         raise TypeError(
             f"P and Q must be arrays, got {type(P).__name__} and {type(Q).__name__}"
         )
-    xp = _xp.namespace(P, Q, *factors)
+    xp = _xp.namespace(P, Q, *factors, names=("P", "Q", *factor_names))
     q_orig_dtype = Q.dtype
     if _xp.is_floating(xp, q_orig_dtype) and _tau_underflows(xp, q_orig_dtype, cfg.tau_infer):
         raise ValueError(
@@ -284,9 +287,13 @@ def strict_inference(
         q,
         factors,
         xp=xp,
+        be=be,
         thr=max(cfg.tau_infer, c.tiny),
         tau=cfg.tau_infer,
         tau_train=cfg.tau_train,
         factor_taus=ftaus,
     )
+    from zpml_core.autodiff.rules import gate_output
+
+    decoded = gate_output(be, decoded, bottom, "strict_inference", xp=xp)
     return InferenceResult(decoded, bottom, gap, fault, semantic)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from zpml_core import _xp
+from zpml_core import _daz, _xp
 from zpml_core._registry import Backend, get_backend
 from zpml_core._xp import Array, Namespace
 from zpml_core.scm import SCMArray
@@ -79,7 +79,7 @@ def lift_targets(y: Array) -> tuple[Array, Array]:
     finite ``y`` → ``(y, 1)`` (sign of zero kept); ``+inf`` and NaN → ``(+1, 0)``;
     ``-inf`` → ``(-1, 0)``. Integer targets are promoted to the default float.
     """
-    xp = _xp.namespace(y)
+    xp = _xp.namespace(y, names=("y",))
     if not _xp.is_array(y):
         raise TypeError(f"y must be an array, got {type(y).__name__}")
     ya = _xp.to_float(xp, y)
@@ -143,7 +143,7 @@ def lift_semantic_targets(y: Array, status_labels: object) -> SemanticTargets:
     with ``y``'s shape. A ``finite`` label over a non-finite value → ``ValueError``
     (checked whenever ``y`` is concrete, skipped while tracing).
     """
-    xp = _xp.namespace(y)
+    xp = _xp.namespace(y, names=("y",))
     if not _xp.is_array(y):
         raise TypeError(f"y must be an array, got {type(y).__name__}")
     flat, shape = _flatten_labels(status_labels)
@@ -167,7 +167,7 @@ def lift_semantic_targets(y: Array, status_labels: object) -> SemanticTargets:
 
     is_finite_label = column(2, xp.bool)
     be = get_backend(xp)
-    if not be.is_tracing(ya) and not _xp.is_lazy(ya):
+    if not be.is_tracing(ya):  # concrete values (eager numpy/torch/jax): validate now
         bad = is_finite_label & ~xp.isfinite(ya)
         if bool(xp.any(bad)):
             raise ValueError(
@@ -190,7 +190,7 @@ def lift_semantic_targets(y: Array, status_labels: object) -> SemanticTargets:
 
 def encode(value: Array, bottom: Array) -> tuple[Array, Array]:
     """SCM value → projective tuple: ⊥ → ``(1, 0)``; finite ``v`` → ``(v, 1)``."""
-    xp = _xp.namespace(value, bottom)
+    xp = _xp.namespace(value, bottom, names=("value", "bottom"))
     (v,) = _xp.float_operands(xp, ("value",), (value,), promote=True)
     b = _xp.as_mask(xp, bottom, "bottom", v)
     if b is None:
@@ -209,11 +209,15 @@ def _k_decode(n: Array, d: Array, *, xp: Namespace, be: Backend) -> tuple[Array,
         return xp.where(ok, xp.where(ok, n, 0.0) / ds, 0.0), ~ok
     # real: the quotient guard |N| <= fl(|D|·ovf) replaces the overflow probe (one division)
     c = _xp.consts(xp, n.dtype)
+    sg = be.stop_gradient
     an, ad = xp.abs(n), xp.abs(d)
     ok = (ad >= c.tiny) & (ad <= c.max) & (an <= c.max) & (an <= ad * c.ovf)
-    # numerator DAZ-flushed and a signed zero at ⊥ (keeps d/dD finite)
-    ns = xp.where(ok & (an >= c.tiny), n, n * 0.0)
-    return xp.where(ok, ns / xp.where(ok, d, 1.0), 0.0), ~ok
+    # numerator: a signed zero at ⊥ (keeps d/dD finite) and where subnormal (DAZ)
+    ns = xp.where(ok & (an >= c.tiny), n, _daz.signed_zero(n, sg=sg))
+    # N ≈ 0: ∂/∂D = 0 exactly; a detached D avoids 0·D⁻² overflow (JAX forms D⁻²)
+    ds = xp.where(ok, d, 1.0)
+    ds = xp.where(an < c.tiny, sg(ds), ds)
+    return xp.where(ok, ns / ds, 0.0), ~ok
 
 
 def decode(N: Array, D: Array) -> SCMArray:
@@ -221,26 +225,52 @@ def decode(N: Array, D: Array) -> SCMArray:
     ``N`` or ``D`` not finite, or ``N/D`` overflows (``|N| > |D|·ovf``, ``ovf`` 4 ulp below
     the dtype's max); otherwise the value ``N/D``.
     """
-    xp = _xp.namespace(N, D)
+    xp = _xp.namespace(N, D, names=("N", "D"))
     n, d = _xp.float_operands(xp, ("N", "D"), (N, D), promote=True)
     _xp.broadcast_shape([("N", n.shape), ("D", d.shape)])
     be = get_backend(xp)
     v, b = be.fuse(_k_decode)(n, d, xp=xp, be=be)
-    return SCMArray(v, b)
+    from zpml_core.autodiff.rules import gate_output
+
+    return SCMArray(gate_output(be, v, b, "decode", xp=xp), b)
 
 
 # ---------------------------------------------------------------------------------------
 # renormalize / projectively_equal
 
 
-def _k_renormalize(n: Array, d: Array, *, xp: Namespace, sg: Callable[[Array], Array] | None,
+def _k_renormalize(n: Array, d: Array, *, xp: Namespace, be: Backend, detach: bool,
                    gamma: float) -> tuple[Array, Array]:
-    # s = sg(hypot(N, D)) + gamma   (hypot: overflow-safe scaled norm, SPEC §10 #21)
-    s = xp.hypot(n, d)
-    if sg is not None:
-        s = sg(s)
-    s = s + gamma
-    return n / s, d / s
+    # s = sg(‖(N, D)‖) + gamma, computed scaled: with m = max(|N|, |D|) (1 where 0),
+    # N/s = (N/m) / (‖(N/m, D/m)‖ + gamma/m), so neither the norm nor s ever overflows.
+    # Subnormal N, D count as 0 (DAZ).
+    c = _xp.consts(xp, n.dtype)
+    sg = be.stop_gradient
+    an, ad = xp.abs(n), xp.abs(d)
+    n = _daz.flush(n, an, c.tiny, xp=xp, sg=sg)
+    d = _daz.flush(d, ad, c.tiny, xp=xp, sg=sg)
+    m = xp.maximum(xp.abs(n), xp.abs(d))
+    m = xp.where(m == 0, 1.0, m)
+    if detach:
+        m = sg(m)
+    u, v = n / m, d / m
+    r = xp.hypot(u, v)
+    den = (sg(r) if detach else r) + gamma / m
+    return u / den, v / den
+
+
+def _renormalize_with(n: Array, d: Array, *, xp: Namespace, sg: Callable[[Array], Array],
+                      gamma: float) -> tuple[Array, Array]:
+    """Same rule with a user-supplied stop-gradient callable (run unfused)."""
+    c = _xp.consts(xp, n.dtype)
+    ident: Callable[[Array], Array] = lambda a: a  # noqa: E731
+    n = _daz.flush(n, xp.abs(n), c.tiny, xp=xp, sg=ident)
+    d = _daz.flush(d, xp.abs(d), c.tiny, xp=xp, sg=ident)
+    m = xp.maximum(xp.abs(n), xp.abs(d))
+    m = sg(xp.where(m == 0, 1.0, m))
+    u, v = n / m, d / m
+    den = sg(xp.hypot(u, v)) + gamma / m
+    return u / den, v / den
 
 
 def renormalize(
@@ -258,22 +288,21 @@ def renormalize(
     ``gamma`` must be finite and ``>= 0``.
     """
     g = _xp.check_real("gamma", gamma, ge=0.0)
-    xp = _xp.namespace(N, D)
+    xp = _xp.namespace(N, D, names=("N", "D"))
     n, d = _xp.float_operands(xp, ("N", "D"), (N, D), promote=True)
     if _xp.is_complex(xp, n.dtype):
         raise TypeError("renormalize expects real N and D")
     _xp.broadcast_shape([("N", n.shape), ("D", d.shape)])
     be = get_backend(xp)
-    if stop_gradient is True:
-        sg: Callable[[Array], Array] | None = be.stop_gradient
-    elif stop_gradient is False or stop_gradient is None:
-        sg = None
-    elif callable(stop_gradient):
+    if isinstance(stop_gradient, bool) or stop_gradient is None:
+        return be.fuse(_k_renormalize)(
+            n, d, xp=xp, be=be, detach=bool(stop_gradient), gamma=g
+        )
+    if callable(stop_gradient):
         # a user callable is not a stable jit key: run unfused
-        return _k_renormalize(n, d, xp=xp, sg=stop_gradient, gamma=g)  # type: ignore[arg-type]
-    else:
-        raise TypeError("stop_gradient must be a bool or a callable")
-    return be.fuse(_k_renormalize)(n, d, xp=xp, sg=sg, gamma=g)
+        assert g is not None
+        return _renormalize_with(n, d, xp=xp, sg=stop_gradient, gamma=g)
+    raise TypeError("stop_gradient must be a bool or a callable")
 
 
 def projectively_equal(
@@ -282,7 +311,7 @@ def projectively_equal(
     """Elementwise ``|N1·D2 − N2·D1| ≤ atol`` (absolute; ``(0, 0)`` equals everything,
     NaN never equals). Returns a bool array of the broadcast shape."""
     tol = _xp.check_real("atol", atol, ge=0.0)
-    xp = _xp.namespace(N1, D1, N2, D2)
+    xp = _xp.namespace(N1, D1, N2, D2, names=("N1", "D1", "N2", "D2"))
     a, b, c, d = _xp.float_operands(xp, ("N1", "D1", "N2", "D2"), (N1, D1, N2, D2),
                                     promote=True)
     _xp.broadcast_shape([("N1", a.shape), ("D1", b.shape), ("N2", c.shape), ("D2", d.shape)])

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from zpml_core import _xp
+from zpml_core import _daz, _xp
 from zpml_core._registry import Backend, get_backend
 from zpml_core._xp import Array, Namespace
 
@@ -71,14 +71,14 @@ def _keep(ok: Array, m1: Array | None, m2: Array | None = None) -> Array:
     return ok
 
 
-def _daz(x: Array, ax: Array, tiny: float, *, xp: Namespace) -> Array:
-    """Subnormal → signed zero (``x * 0``, selected only where ``|x| < tiny``)."""
-    return xp.where(ax < tiny, x * 0.0, x)
-
-
 def _finish(be: Backend, xp: Namespace, value: Array, bottom: Array) -> SCMArray:
-    """Package a kernel result (the single exit point of every public op)."""
-    return SCMArray(value, bottom)
+    """Package a kernel result (the single exit point of every public op).
+
+    The value is gated with the active gradient policy (layer ``"scm_ops"``).
+    """
+    from zpml_core.autodiff.rules import gate_output
+
+    return SCMArray(gate_output(be, value, bottom, "scm_ops", xp=xp), bottom)
 
 
 # ---------------------------------------------------------------------------------------
@@ -86,28 +86,34 @@ def _finish(be: Backend, xp: Namespace, value: Array, bottom: Array) -> SCMArray
 
 
 def _k_add(x: Array, y: Array, mx: Array | None, my: Array | None, *, xp: Namespace,
-           subtract: bool) -> tuple[Array, Array]:
-    # ¬fin(x) ∨ ¬fin(y) ⟹ ¬fin(x ± y), and d(x ± y) has no singular factor,
-    # so the result's finiteness is the whole rule and no substitution is needed.
-    r = x - y if subtract else x + y
+           be: Backend, subtract: bool) -> tuple[Array, Array]:
+    # ¬fin(x) ∨ ¬fin(y) ⟹ ¬fin(x ± y), and d(x ± y) has no singular factor, so the
+    # result's finiteness is the whole rule. DAZ: two subnormals could sum to a normal.
+    c = _xp.consts(xp, x.dtype)
+    sg = be.stop_gradient
+    xs = _daz.flush(x, xp.abs(x), c.tiny, xp=xp, sg=sg)
+    ys = _daz.flush(y, xp.abs(y), c.tiny, xp=xp, sg=sg)
+    r = xs - ys if subtract else xs + ys
     bottom = _or(_or(~xp.isfinite(r), mx), my)
-    return xp.where(bottom, 0, r), bottom
+    return xp.where(bottom, 0.0, r), bottom
 
 
 def _k_mul(x: Array, y: Array, mx: Array | None, my: Array | None, *,
-           xp: Namespace) -> tuple[Array, Array]:
+           xp: Namespace, be: Backend) -> tuple[Array, Array]:
+    # ⊥ ⟺ mask ∨ ¬fin(x) ∨ ¬fin(y) ∨ ¬fin(x·y); a subnormal factor gives a signed zero.
     c = _xp.consts(xp, x.dtype)
     ax, ay = xp.abs(x), xp.abs(y)
     keep = _keep((ax <= c.max) & (ay <= c.max), mx, my)
     r = xp.where(keep, x, 0.0) * xp.where(keep, y, 0.0)
     ok = keep & xp.isfinite(r)
     # DAZ: a subnormal factor makes the product a signed zero
-    r = xp.where((ax < c.tiny) | (ay < c.tiny), r * 0.0, r)
+    sub = (ax < c.tiny) | (ay < c.tiny)
+    r = xp.where(sub, _daz.signed_zero(r, sg=be.stop_gradient), r)
     return xp.where(ok, r, 0.0), ~ok
 
 
 def _k_div(x: Array, y: Array, mx: Array | None, my: Array | None, *,
-           xp: Namespace) -> tuple[Array, Array]:
+           xp: Namespace, be: Backend) -> tuple[Array, Array]:
     # ⊥ ⟺ mask ∨ ¬fin(x) ∨ ¬fin(y) ∨ y≈0 ∨ |x|/(y·y) overflows        (SPEC §1.2)
     # * DAZ: y·y below the smallest normal counts as 0, i.e. |y| < sqrt(tiny) = 2**(emin/2).
     # * The |x|/(y·y) probe is the multiplication |x| > fl(y·y)·ovf, which guarantees
@@ -118,8 +124,8 @@ def _k_div(x: Array, y: Array, mx: Array | None, my: Array | None, *,
     ax, ay = xp.abs(x), xp.abs(y)
     ok = (ay >= c.sqrt_tiny) & (ay <= c.max) & (ax <= c.max) & (ax <= (y * y) * c.ovf)
     ok = _keep(ok, mx, my)
-    # numerator DAZ-flushed and a signed zero at ⊥ (keeps d/dy finite); y → 1 at ⊥
-    xs = xp.where(ok & (ax >= c.tiny), x, x * 0.0)
+    # numerator: a signed zero at ⊥ (keeps d/dy finite) and where subnormal (DAZ)
+    xs = xp.where(ok & (ax >= c.tiny), x, _daz.signed_zero(x, sg=be.stop_gradient))
     return xp.where(ok, xs / xp.where(ok, y, 1.0), 0.0), ~ok
 
 
@@ -150,13 +156,15 @@ def _k_exp(x: Array, m: Array | None, *, xp: Namespace) -> tuple[Array, Array]:
     return xp.where(ok, xp.exp(xp.where(ok, x, 0.0)), 0.0), ~ok
 
 
-def _k_sqrt(x: Array, m: Array | None, *, xp: Namespace) -> tuple[Array, Array]:
-    # ⊥ ⟺ mask ∨ ¬fin(x) ∨ x ≤ -tiny.  |x| < tiny is a signed zero: sqrt(±0) = ±0.
+def _k_sqrt(x: Array, m: Array | None, *, xp: Namespace, be: Backend) -> tuple[Array, Array]:
+    # ⊥ ⟺ mask ∨ ¬fin(x) ∨ x ≤ -tiny.  |x| < tiny is a signed zero: sqrt(±0) = ±0,
+    # computed as a detached copysign(0, x) (gradient 0 there, DEVIATIONS §1).
     c = _xp.consts(xp, x.dtype)
     pos = _keep((x >= c.tiny) & (x <= c.max), m)
     zero = _keep((x > -c.tiny) & (x < c.tiny), m)
     r = xp.sqrt(xp.where(pos, x, 1.0))
-    return xp.where(pos, r, xp.where(zero, x * 0.0, 0.0)), ~(pos | zero)
+    signed_zero = xp.where(zero, be.stop_gradient(x) * 0.0, 0.0)
+    return xp.where(pos, r, signed_zero), ~(pos | zero)
 
 
 _F16_MAX = 65504.0
@@ -177,28 +185,46 @@ def _k_trig(x: Array, m: Array | None, *, xp: Namespace, be: Backend,
 def _k_pow(x: Array, e: Array, m: Array | None, *, xp: Namespace,
            be: Backend) -> tuple[Array, Array]:
     # ⊥ ⟺ mask ∨ ¬fin(x) ∨ ¬fin(e) ∨ (x≈0 ∧ e<0) ∨ (x<0 ∧ e∉ℤ) ∨ ¬fin(x**e)
-    # DAZ on base and exponent; the overflow probe runs detached, then the attached
-    # result is computed on operands re-substituted at the extended mask.
+    # DAZ on base and exponent. 0**0 = 1 is computed as 1**0, so both partial
+    # derivatives are 0 there on every backend. The overflow probe runs detached; the
+    # attached result uses operands re-substituted at the extended mask.
     c = _xp.consts(xp, x.dtype)
+    sg = be.stop_gradient
     ax, ae = xp.abs(x), xp.abs(e)
-    xf = _daz(x, ax, c.tiny, xp=xp)
-    ef = _daz(e, ae, c.tiny, xp=xp)
+    xf = _daz.flush(x, ax, c.tiny, xp=xp, sg=sg)
+    ef = _daz.flush(e, ae, c.tiny, xp=xp, sg=sg)
     ok = _keep((ax <= c.max) & (ae <= c.max), m)
     ok = ok & ~((ax < c.tiny) & (e <= -c.tiny))
     ok = ok & ~((x <= -c.tiny) & (ef != xp.floor(ef)))
-    probe = be.stop_gradient(xp.where(ok, xf, 1.0)) ** be.stop_gradient(xp.where(ok, ef, 0.0))
+    base_ok = ok & ~((ax < c.tiny) & (ae < c.tiny))
+    probe = sg(xp.where(base_ok, xf, 1.0)) ** sg(xp.where(ok, ef, 0.0))
     ok = ok & xp.isfinite(probe)
-    r = xp.where(ok, xf, 1.0) ** xp.where(ok, ef, 0.0)
+    base_ok = base_ok & ok
+    r = xp.where(base_ok, xf, 1.0) ** xp.where(ok, ef, 0.0)
     return xp.where(ok, r, 0.0), ~ok
 
 
 # ---------------------------------------------------------------------------------------
-# kernels — complex dtypes (no subnormal flushing; see DEVIATIONS.md)
+# kernels — complex dtypes: real and imaginary parts are DAZ-flushed first, masks use
+# the reference's result-finiteness probes (evaluated detached, then recomputed)
+
+
+def _flush_c(z: Array, *, xp: Namespace, be: Backend) -> Array:
+    return _daz.flush_complex(z, _xp.consts(xp, z.dtype).tiny, xp=xp, sg=be.stop_gradient)
+
+
+def _k_add_complex(x: Array, y: Array, mx: Array | None, my: Array | None, *,
+                   xp: Namespace, be: Backend, subtract: bool) -> tuple[Array, Array]:
+    xs, ys = _flush_c(x, xp=xp, be=be), _flush_c(y, xp=xp, be=be)
+    r = xs - ys if subtract else xs + ys
+    bottom = _or(_or(~xp.isfinite(r), mx), my)
+    return xp.where(bottom, 0.0, r), bottom
 
 
 def _k_unary_complex(x: Array, m: Array | None, *, xp: Namespace, be: Backend, fn: str,
                      zero_is_bottom: bool, safe: float) -> tuple[Array, Array]:
     f = getattr(xp, fn)
+    x = _flush_c(x, xp=xp, be=be)
     ok = _keep(xp.isfinite(x), m)
     if zero_is_bottom:
         ok = ok & (x != 0)
@@ -209,6 +235,7 @@ def _k_unary_complex(x: Array, m: Array | None, *, xp: Namespace, be: Backend, f
 
 def _k_inv_complex(x: Array, m: Array | None, *, xp: Namespace,
                    be: Backend) -> tuple[Array, Array]:
+    x = _flush_c(x, xp=xp, be=be)
     ok = _keep(xp.isfinite(x), m) & (x != 0)
     probe = 1.0 / be.stop_gradient(xp.where(ok, x, 1.0))
     ok = ok & xp.isfinite(probe)
@@ -218,6 +245,7 @@ def _k_inv_complex(x: Array, m: Array | None, *, xp: Namespace,
 def _k_div_complex(x: Array, y: Array, mx: Array | None, my: Array | None, *,
                    xp: Namespace, be: Backend) -> tuple[Array, Array]:
     # ⊥ ⟺ mask ∨ ¬fin ∨ y == 0 ∨ ¬fin(x/y)   (no |x|/y² probe for complex, SPEC §1.2)
+    x, y = _flush_c(x, xp=xp, be=be), _flush_c(y, xp=xp, be=be)
     ok = _keep(xp.isfinite(x) & xp.isfinite(y) & (y != 0), mx, my)
     ys = xp.where(ok, y, 1.0)
     probe = be.stop_gradient(xp.where(ok, x, 0.0)) / be.stop_gradient(ys)
@@ -226,7 +254,8 @@ def _k_div_complex(x: Array, y: Array, mx: Array | None, my: Array | None, *,
 
 
 def _k_mul_complex(x: Array, y: Array, mx: Array | None, my: Array | None, *,
-                   xp: Namespace) -> tuple[Array, Array]:
+                   xp: Namespace, be: Backend) -> tuple[Array, Array]:
+    x, y = _flush_c(x, xp=xp, be=be), _flush_c(y, xp=xp, be=be)
     keep = _keep(xp.isfinite(x) & xp.isfinite(y), mx, my)
     r = xp.where(keep, x, 0.0) * xp.where(keep, y, 0.0)
     ok = keep & xp.isfinite(r)
@@ -235,12 +264,18 @@ def _k_mul_complex(x: Array, y: Array, mx: Array | None, my: Array | None, *,
 
 def _k_pow_complex(x: Array, e: Array, m: Array | None, *, xp: Namespace,
                    be: Backend) -> tuple[Array, Array]:
-    ok = _keep(xp.isfinite(x) & xp.isfinite(e), m)
-    ok = ok & ~((x == 0) & (e < 0))
-    ee = xp.astype(e, x.dtype)
-    probe = be.stop_gradient(xp.where(ok, x, 1.0)) ** be.stop_gradient(xp.where(ok, ee, 0.0))
+    # 0**0 = 1 on every backend (torch's complex pow gives NaN there, SPEC §9 #6)
+    x = _flush_c(x, xp=xp, be=be)
+    c = _xp.consts(xp, x.dtype)
+    ef = _daz.flush(e, xp.abs(e), c.tiny, xp=xp, sg=be.stop_gradient)
+    ok = _keep(xp.isfinite(x) & xp.isfinite(ef), m)
+    ok = ok & ~((x == 0) & (ef < 0))
+    base_ok = ok & ~((x == 0) & (ef == 0))
+    ee = xp.astype(ef, x.dtype)
+    sg = be.stop_gradient
+    probe = sg(xp.where(base_ok, x, 1.0)) ** sg(xp.where(ok, ee, 0.0))
     ok = ok & xp.isfinite(probe)
-    r = xp.where(ok, x, 1.0) ** xp.where(ok, ee, 0.0)
+    r = xp.where(base_ok & ok, x, 1.0) ** xp.where(ok, ee, 0.0)
     return xp.where(ok, r, 0.0), ~ok
 
 
@@ -262,7 +297,7 @@ def _k_int_binary(x: Array, y: Array, mx: Array | None, my: Array | None, *, xp:
 def _prepare_binary(
     x: object, y: object, mask_x: object, mask_y: object, *, promote: bool
 ) -> tuple[Namespace, Backend, Array, Array, Array | None, Array | None]:
-    xp = _xp.namespace(x, y, mask_x, mask_y)
+    xp = _xp.namespace(x, y, mask_x, mask_y, names=("x", "y", "mask_x", "mask_y"))
     xa, ya = _xp.float_operands(xp, ("x", "y"), (x, y), promote=promote)
     mx = _xp.as_mask(xp, mask_x, "mask_x", xa)
     my = _xp.as_mask(xp, mask_y, "mask_y", xa)
@@ -278,7 +313,7 @@ def _prepare_binary(
 def _prepare_unary(
     x: object, mask: object, *, promote: bool = True
 ) -> tuple[Namespace, Backend, Array, Array | None]:
-    xp = _xp.namespace(x, mask)
+    xp = _xp.namespace(x, mask, names=("x", "mask"))
     (xa,) = _xp.float_operands(xp, ("x",), (x,), promote=promote)
     m = _xp.as_mask(xp, mask, "mask", xa)
     if m is not None:
@@ -300,15 +335,16 @@ def _binary(op: str, x: object, y: object, mask_x: object, mask_y: object) -> SC
         if op == "div":
             v, b = _run(be, _k_div_complex, xa, ya, mx, my, xp=xp, be=be)
         elif op == "mul":
-            v, b = _run(be, _k_mul_complex, xa, ya, mx, my, xp=xp)
+            v, b = _run(be, _k_mul_complex, xa, ya, mx, my, xp=xp, be=be)
         else:
-            v, b = _run(be, _k_add, xa, ya, mx, my, xp=xp, subtract=op == "sub")
+            v, b = _run(be, _k_add_complex, xa, ya, mx, my, xp=xp, be=be,
+                        subtract=op == "sub")
     elif op == "div":
-        v, b = _run(be, _k_div, xa, ya, mx, my, xp=xp)
+        v, b = _run(be, _k_div, xa, ya, mx, my, xp=xp, be=be)
     elif op == "mul":
-        v, b = _run(be, _k_mul, xa, ya, mx, my, xp=xp)
+        v, b = _run(be, _k_mul, xa, ya, mx, my, xp=xp, be=be)
     else:
-        v, b = _run(be, _k_add, xa, ya, mx, my, xp=xp, subtract=op == "sub")
+        v, b = _run(be, _k_add, xa, ya, mx, my, xp=xp, be=be, subtract=op == "sub")
     return _finish(be, xp, v, b)
 
 
@@ -357,6 +393,8 @@ def _unary(name: str, x: object, mask: object) -> SCMArray:
                         zero_is_bottom=name == "log", safe=0.0 if name in _ZERO_SAFE else 1.0)
     elif name in ("sin", "cos", "tan"):
         v, b = _run(be, _k_trig, xa, m, xp=xp, be=be, fn=name)
+    elif name == "sqrt":
+        v, b = _run(be, _k_sqrt, xa, m, xp=xp, be=be)
     else:
         v, b = _run(be, _REAL_UNARY[name], xa, m, xp=xp)
     return _finish(be, xp, v, b)
@@ -367,7 +405,6 @@ _REAL_UNARY: dict[str, Callable[..., tuple[Array, Array]]] = {
     "inv": _k_inv,
     "log": _k_log,
     "exp": _k_exp,
-    "sqrt": _k_sqrt,
 }
 
 
@@ -432,7 +469,7 @@ def pow(x: Array, exponent: Array | float, *, mask: Array | None = None) -> SCMA
     """
     if isinstance(exponent, complex) and not isinstance(exponent, (int, float)):
         raise TypeError("exponent must be real, got a complex number")
-    xp = _xp.namespace(x, exponent, mask)
+    xp = _xp.namespace(x, exponent, mask, names=("x", "exponent", "mask"))
     (xa,) = _xp.float_operands(xp, ("x",), (x,), promote=True)
     rdt = _xp.real_dtype(xp, xa.dtype)
     if _xp.is_array(exponent):
