@@ -11,7 +11,13 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 BACKENDS = ["numpy", "torch", "jax", "strict"]
-EXTRAS = {"numpy": "test", "torch": "test,torch", "jax": "test,jax", "strict": "test,strict"}
+# torch and jax sessions install both, so torch-vs-JAX gradient parity runs in each
+EXTRAS = {
+    "numpy": "test",
+    "torch": "test,torch,jax",
+    "jax": "test,torch,jax",
+    "strict": "test,strict",
+}
 CONSTRAINTS = ["-c", "constraints.txt"]
 
 

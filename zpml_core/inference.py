@@ -181,7 +181,9 @@ def _k_strict(
     fault = fault | _any_trailing(p_bad, q_nd, xp=xp)
     bottom = fault | semantic
     bottom_e = _expand_trailing(bottom, k, xp=xp)
-    q_safe = xp.where(bottom_e, 1.0, _expand_trailing(Q, k, xp=xp))
+    # the divisor gets the full (P-broadcast) shape through the where condition: XLA
+    # rewrites P / broadcast(q) as P * (1/q), which flushes 1/q for |q| > 1/tiny
+    q_safe = xp.where(bottom_e | (ap != ap), 1.0, _expand_trailing(Q, k, xp=xp))
     # numerator: a signed zero at bottom and where subnormal (DAZ)
     p_zero = bottom_e | (ap < c.tiny)
     out = xp.where(p_zero, _daz.signed_zero(P, sg=be.stop_gradient), P) / q_safe

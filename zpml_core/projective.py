@@ -250,10 +250,13 @@ def _k_renormalize(n: Array, d: Array, *, xp: Namespace, be: Backend, detach: bo
     n = _daz.flush(n, an, c.tiny, xp=xp, sg=sg)
     d = _daz.flush(d, ad, c.tiny, xp=xp, sg=sg)
     m = xp.maximum(xp.abs(n), xp.abs(d))
-    m = xp.where(m == 0, 1.0, m)
+    pos = m > 0
+    m = xp.where(pos, m, 1.0)
     if detach:
         m = sg(m)
-    u, v = n / m, d / m
+    # the where between the two divisions keeps XLA from rewriting (n/m)/den as
+    # n/(m·den), which overflows for huge tuples
+    u, v = xp.where(pos, n / m, 0.0), xp.where(pos, d / m, 0.0)
     r = xp.hypot(u, v)
     den = (sg(r) if detach else r) + gamma / m
     return u / den, v / den
@@ -267,8 +270,9 @@ def _renormalize_with(n: Array, d: Array, *, xp: Namespace, sg: Callable[[Array]
     n = _daz.flush(n, xp.abs(n), c.tiny, xp=xp, sg=ident)
     d = _daz.flush(d, xp.abs(d), c.tiny, xp=xp, sg=ident)
     m = xp.maximum(xp.abs(n), xp.abs(d))
-    m = sg(xp.where(m == 0, 1.0, m))
-    u, v = n / m, d / m
+    pos = m > 0
+    m = sg(xp.where(pos, m, 1.0))
+    u, v = xp.where(pos, n / m, 0.0), xp.where(pos, d / m, 0.0)
     den = sg(xp.hypot(u, v)) + gamma / m
     return u / den, v / den
 
@@ -320,4 +324,7 @@ def projectively_equal(
 
 
 def _k_proj_eq(a: Array, b: Array, c: Array, d: Array, *, xp: Namespace, atol: float) -> Array:
-    return xp.abs(a * d - c * b) <= atol
+    # exact equality first: XLA may contract a·d − c·b into an FMA, whose residue is the
+    # rounding error of c·b, so a tuple would not equal itself in float32
+    ad, cb = a * d, c * b
+    return (ad == cb) | (xp.abs(ad - cb) <= atol)
