@@ -61,7 +61,8 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks (ratios measured side by side in one run)."""
     _install(session, "all")
-    for script in ("bench_ops.py",):
+    session.install(*CONSTRAINTS, "zeroproofml==0.6.1")  # speed reference only, this venv
+    for script in ("bench_ops.py", "bench_losses.py", "bench_train.py"):
         session.run("python", f"benchmarks/{script}", *session.posargs)
 
 

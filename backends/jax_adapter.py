@@ -8,12 +8,16 @@ x32 mode float64 data is silently computed in float32 (SPEC §9 #2).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from zpml_core._registry import Backend
+from zpml_core.autodiff import policies as _policies
 
 
 class JaxBackend(Backend):
@@ -25,6 +29,15 @@ class JaxBackend(Backend):
         self._fused: dict[Callable[..., Any], Callable[..., Any]] = {}
         self._enabled = os.environ.get("ZPML_JAX_FUSE", "1") != "0"
         self._pytrees_registered = False
+        # gradient-policy state as jit cache-key components (created once jax is loaded)
+        self._policy_keys: tuple[Any, Any] | None = None
+        self._policy_lock = threading.Lock()
+        self._policy_local = threading.local()
+        self._gate_fn: Callable[..., Any] | None = None
+        self._abs_fn: Callable[..., Any] | None = None
+        _policies.add_state_listener(self._policy_state_changed)
+        if "jax" in sys.modules:  # create the cache keys before anything is traced
+            self._ensure_policy_keys()
 
     def _register_pytrees(self) -> None:
         # InferenceResult is a 3-tuple with extra attributes: teach jit/vmap its leaves
@@ -34,14 +47,12 @@ class JaxBackend(Backend):
 
         from zpml_core.inference import InferenceResult
 
-        try:
+        with contextlib.suppress(ValueError):  # already registered (another instance)
             jax.tree_util.register_pytree_node(
                 InferenceResult,
                 lambda r: ((*r, r.fault_mask, r.semantic_bottom_mask), None),
                 lambda _, leaves: InferenceResult(*leaves),
             )
-        except ValueError:  # already registered (a second adapter instance)
-            pass
         self._pytrees_registered = True
 
     def stop_gradient(self, x: Any) -> Any:
@@ -51,6 +62,8 @@ class JaxBackend(Backend):
 
     def fuse(self, kernel: Callable[..., Any]) -> Callable[..., Any]:
         self._register_pytrees()
+        if self._policy_keys is None:
+            self._ensure_policy_keys()
         if not self._enabled:
             return kernel
         f = self._fused.get(kernel)
@@ -71,6 +84,124 @@ class JaxBackend(Backend):
 
         return isinstance(x, jax.core.Tracer)
 
+    def clip_scalar(self, x: Any, lo: float | None, hi: float | None) -> Any:
+        """Clip with Python-scalar bounds (used by the losses) as ``where`` (fused by XLA):
+        NaN propagates and the gradient passes at a bound, as ``torch.clamp`` does
+        (``jnp.clip`` would halve it there)."""
+        import jax.numpy as jnp
+
+        if lo is not None:
+            x = jnp.where(x < lo, lo, x)
+        if hi is not None:
+            x = jnp.where(x > hi, hi, x)
+        return x
+
+    def abs_symmetric(self, x: Any) -> Any:
+        """``|x|`` whose derivative at 0 is 0 (``sign(x)``), as in torch (used by the
+        losses). ``jnp.abs`` differentiates to +1 at 0, which would make the gradients of
+        ``margin_loss`` & co. differ between the backends at ``Q == 0``."""
+        import jax.numpy as jnp
+
+        if jnp.iscomplexobj(x):
+            return jnp.abs(x)
+        if self._abs_fn is None:
+            import jax
+
+            @jax.custom_jvp
+            def abs_sym(v: Any) -> Any:
+                return jnp.abs(v)
+
+            @abs_sym.defjvp
+            def abs_sym_jvp(primals: Any, tangents: Any) -> Any:
+                (v,), (t,) = primals, tangents
+                return jnp.abs(v), jnp.sign(v) * t
+
+            self._abs_fn = abs_sym
+        return self._abs_fn(x)
+
+    # -- gradient policies ------------------------------------------------------------
+    #
+    # Traced code reads the active policy from the per-thread mirror kept by
+    # ``gradient_policy`` (zpml_core.autodiff.policies). Two ``jax.make_user_context``
+    # values carry that state into every jit cache key: the override (thread-local,
+    # updated whenever a policy context is entered or left) and the registry (global).
+    # A changed policy therefore retraces instead of reusing a stale trace. Creating
+    # the contexts changes the key layout, so traces made before they existed are
+    # never reused either.
+
+    def _ensure_policy_keys(self) -> None:
+        with self._policy_lock:
+            if self._policy_keys is not None:
+                return
+            import jax
+
+            self._policy_keys = (jax.make_user_context(None), jax.make_user_context(()))
+        self._sync_override()
+        self._policy_keys[1].set_global(_policies.registry_items())
+
+    def _sync_override(self) -> None:
+        assert self._policy_keys is not None
+        local = self._policy_local
+        cm = getattr(local, "cm", None)
+        if cm is not None:
+            local.cm = None
+            cm.__exit__(None, None, None)
+        override = _policies.traced_override()
+        if override is not None:
+            cm = self._policy_keys[0](override)
+            cm.__enter__()
+            local.cm = cm
+
+    def _policy_state_changed(self, kind: str) -> None:
+        if self._policy_keys is None:
+            if "jax" in sys.modules:  # never import jax just for this
+                self._ensure_policy_keys()
+            return
+        if kind == "override":
+            self._sync_override()
+        else:
+            self._policy_keys[1].set_global(_policies.registry_items())
+
+    def _make_gate(self) -> Callable[..., Any]:
+        import functools
+
+        import jax
+        import jax.numpy as jnp
+
+        from zpml_core.autodiff.rules import gate_backward, gate_forward
+
+        @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+        def gate(value: Any, bottom: Any, policy: Any) -> Any:
+            return gate_forward(value, bottom)[0]
+
+        def fwd(value: Any, bottom: Any, policy: Any) -> tuple[Any, Any]:
+            return gate_forward(value, bottom)
+
+        def bwd(policy: Any, residuals: Any, g: Any) -> tuple[Any, None]:
+            return gate_backward(policy, residuals, g, xp=jnp), None
+
+        gate.defvjp(fwd, bwd)
+        return gate
+
+    def gate(self, value: Any, bottom: Any, policy: Any, *, xp: Any) -> Any:
+        """Policy gate as a ``jax.custom_vjp`` (policy = non-differentiable static arg).
+
+        The policy is the one active when the function is traced, i.e. the context
+        around ``jax.grad``/``jax.jit``. Concrete (untraced) arrays carry no gradient,
+        so they are returned as they are; PASSTHROUGH needs no gate.
+        """
+        import jax
+
+        if policy is _policies.GradientPolicy.PASSTHROUGH or not isinstance(
+            value, jax.core.Tracer
+        ):
+            return value
+        if self._policy_keys is None:
+            self._ensure_policy_keys()
+        if self._gate_fn is None:
+            self._gate_fn = self._make_gate()
+        return self._gate_fn(value, bottom, policy)
+
     def namespace(self) -> Any:
         import jax.numpy as jnp
 
@@ -89,3 +220,9 @@ class JaxBackend(Backend):
         import numpy as np
 
         return np.array(x, copy=True)
+
+    def training(self) -> Any:
+        """SCMTrainer support: the jitted JAX step (``zpml_backends.jax_training``)."""
+        from zpml_backends.jax_training import JaxTraining
+
+        return JaxTraining()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from zpml_core._registry import Backend
+from zpml_core.autodiff.policies import GradientPolicy
 
 
 class TorchBackend(Backend):
@@ -20,6 +21,30 @@ class TorchBackend(Backend):
         import torch
 
         return bool(torch.compiler.is_compiling())
+
+    def clip_scalar(self, x: Any, lo: float | None, hi: float | None) -> Any:
+        """``clamp`` with Python-scalar bounds (used by the losses): one native op, NaN
+        propagates, the gradient passes at a bound."""
+        import torch
+
+        return torch.clamp(x, lo, hi)
+
+    def gate(self, value: Any, bottom: Any, policy: Any, *, xp: Any) -> Any:
+        """Policy gate (``zpml_core.autodiff.rules``) as a ``torch.autograd.Function``.
+
+        Skipped when no gradient can flow (``value`` does not require grad, or grad mode
+        is off). PASSTHROUGH skips the gate only under ``torch.compile``: in eager mode
+        the gate stays so that a policy context around ``.backward()`` can override it.
+        """
+        import torch
+
+        if not (value.requires_grad and torch.is_grad_enabled()):
+            return value
+        if torch.compiler.is_compiling() and policy is GradientPolicy.PASSTHROUGH:
+            return value
+        from zpml_backends._torch_gate import gate
+
+        return gate(value, bottom, policy)
 
     def namespace(self) -> Any:
         import array_api_compat.torch as xp
@@ -39,3 +64,9 @@ class TorchBackend(Backend):
 
     def to_numpy(self, x: Any) -> Any:
         return x.detach().cpu().resolve_conj().resolve_neg().numpy().copy()
+
+    def training(self) -> Any:
+        """SCMTrainer support: the eager torch step (``zpml_backends.torch_training``)."""
+        from zpml_backends.torch_training import TorchTraining
+
+        return TorchTraining()

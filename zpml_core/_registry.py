@@ -24,6 +24,14 @@ class Backend:
     Subclasses set ``name`` and ``namespace_names`` (the ``__name__`` of the array-API
     namespaces they handle, as returned by ``array_api_compat.array_namespace``) and
     override what their framework offers. The defaults describe a forward-only library.
+
+    Optional hooks, looked up with ``getattr`` by the losses (define them only if your
+    framework does better than the array-API expression):
+
+    * ``clip_scalar(x, lo, hi)`` — clip to Python-scalar bounds (``None`` = unbounded),
+      NaN propagating, gradient passing at a bound (torch: ``clamp``);
+    * ``abs_symmetric(x)`` — ``|x|`` whose derivative is ``sign(x)`` with 0 at 0 (JAX's
+      ``abs`` differentiates to +1 at 0).
     """
 
     #: registry key, also the ``--backend`` name of the conformance suite
