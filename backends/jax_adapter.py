@@ -60,6 +60,10 @@ class JaxBackend(Backend):
 
         return jax.lax.stop_gradient(x)
 
+    def signed_zero(self, x: Any) -> Any:
+        d = self.stop_gradient(x)
+        return d * 0.0 - (d - x)
+
     def fuse(self, kernel: Callable[..., Any]) -> Callable[..., Any]:
         self._register_pytrees()
         if self._policy_keys is None:

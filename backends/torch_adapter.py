@@ -17,6 +17,12 @@ class TorchBackend(Backend):
     def stop_gradient(self, x: Any) -> Any:
         return x.detach()
 
+    def signed_zero(self, x: Any) -> Any:
+        if x.requires_grad:  # static under torch.compile (guarded)
+            d = x.detach()
+            return d * 0.0 - (d - x)
+        return x * 0.0
+
     def is_tracing(self, x: Any) -> bool:
         import torch
 

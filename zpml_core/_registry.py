@@ -46,6 +46,14 @@ class Backend:
         """Identity in value; blocks gradients where the framework has them."""
         return x
 
+    def signed_zero(self, x: Array) -> Array:
+        """``copysign(0, x)`` for finite ``x``; autodiff adapters keep ``∂/∂x = 1``.
+
+        Forward-only default: ``x * 0``. Autodiff adapters return
+        ``sg(x)·0 − (sg(x) − x)`` (same value, gradient of ``x``) when a gradient can flow.
+        """
+        return x * 0.0
+
     def fuse(self, kernel: Callable[..., Any]) -> Callable[..., Any]:
         """Return ``kernel`` compiled into one fused computation, if the framework can.
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from zpml_core import _daz, _xp
+from zpml_core import _xp
 from zpml_core._registry import Backend, get_backend
 from zpml_core._xp import Array, Namespace
 
@@ -186,7 +186,7 @@ def _k_strict(
     q_safe = xp.where(bottom_e | (ap != ap), 1.0, _expand_trailing(Q, k, xp=xp))
     # numerator: a signed zero at bottom and where subnormal (DAZ)
     p_zero = bottom_e | (ap < c.tiny)
-    out = xp.where(p_zero, _daz.signed_zero(P, sg=be.stop_gradient), P) / q_safe
+    out = xp.where(p_zero, be.signed_zero(P), P) / q_safe
     decoded = xp.where(bottom_e, xp.nan, out)
     if tau_train is not None and tau_train > tau:
         gap = (aq >= tau) & (aq < tau_train) & ~bottom

@@ -213,7 +213,7 @@ def _k_decode(n: Array, d: Array, *, xp: Namespace, be: Backend) -> tuple[Array,
     an, ad = xp.abs(n), xp.abs(d)
     ok = (ad >= c.tiny) & (ad <= c.max) & (an <= c.max) & (an <= ad * c.ovf)
     # numerator: a signed zero at ⊥ (keeps d/dD finite) and where subnormal (DAZ)
-    ns = xp.where(ok & (an >= c.tiny), n, _daz.signed_zero(n, sg=sg))
+    ns = xp.where(ok & (an >= c.tiny), n, be.signed_zero(n))
     # N ≈ 0: ∂/∂D = 0 exactly; a detached D avoids 0·D⁻² overflow (JAX forms D⁻²)
     ds = xp.where(ok, d, 1.0)
     ds = xp.where(an < c.tiny, sg(ds), ds)
@@ -247,8 +247,8 @@ def _k_renormalize(n: Array, d: Array, *, xp: Namespace, be: Backend, detach: bo
     c = _xp.consts(xp, n.dtype)
     sg = be.stop_gradient
     an, ad = xp.abs(n), xp.abs(d)
-    n = _daz.flush(n, an, c.tiny, xp=xp, sg=sg)
-    d = _daz.flush(d, ad, c.tiny, xp=xp, sg=sg)
+    n = _daz.flush(n, an, c.tiny, xp=xp, be=be)
+    d = _daz.flush(d, ad, c.tiny, xp=xp, be=be)
     m = xp.maximum(xp.abs(n), xp.abs(d))
     pos = m > 0
     m = xp.where(pos, m, 1.0)
@@ -262,13 +262,12 @@ def _k_renormalize(n: Array, d: Array, *, xp: Namespace, be: Backend, detach: bo
     return u / den, v / den
 
 
-def _renormalize_with(n: Array, d: Array, *, xp: Namespace, sg: Callable[[Array], Array],
-                      gamma: float) -> tuple[Array, Array]:
+def _renormalize_with(n: Array, d: Array, *, xp: Namespace, be: Backend,
+                      sg: Callable[[Array], Array], gamma: float) -> tuple[Array, Array]:
     """Same rule with a user-supplied stop-gradient callable (run unfused)."""
     c = _xp.consts(xp, n.dtype)
-    ident: Callable[[Array], Array] = lambda a: a  # noqa: E731
-    n = _daz.flush(n, xp.abs(n), c.tiny, xp=xp, sg=ident)
-    d = _daz.flush(d, xp.abs(d), c.tiny, xp=xp, sg=ident)
+    n = _daz.flush(n, xp.abs(n), c.tiny, xp=xp, be=be)
+    d = _daz.flush(d, xp.abs(d), c.tiny, xp=xp, be=be)
     m = xp.maximum(xp.abs(n), xp.abs(d))
     pos = m > 0
     m = sg(xp.where(pos, m, 1.0))
@@ -305,7 +304,7 @@ def renormalize(
     if callable(stop_gradient):
         # a user callable is not a stable jit key: run unfused
         assert g is not None
-        return _renormalize_with(n, d, xp=xp, sg=stop_gradient, gamma=g)
+        return _renormalize_with(n, d, xp=xp, be=be, sg=stop_gradient, gamma=g)
     raise TypeError("stop_gradient must be a bool or a callable")
 
 
@@ -325,6 +324,7 @@ def projectively_equal(
 
 def _k_proj_eq(a: Array, b: Array, c: Array, d: Array, *, xp: Namespace, atol: float) -> Array:
     # exact equality first: XLA may contract a·d − c·b into an FMA, whose residue is the
-    # rounding error of c·b, so a tuple would not equal itself in float32
+    # rounding error of c·b, so a tuple would not equal itself in float32 (inf == inf is
+    # not equality here: |inf − inf| is NaN in the reference rule)
     ad, cb = a * d, c * b
-    return (ad == cb) | (xp.abs(ad - cb) <= atol)
+    return ((ad == cb) & xp.isfinite(ad)) | (xp.abs(ad - cb) <= atol)

@@ -90,9 +90,8 @@ def _k_add(x: Array, y: Array, mx: Array | None, my: Array | None, *, xp: Namesp
     # ¬fin(x) ∨ ¬fin(y) ⟹ ¬fin(x ± y), and d(x ± y) has no singular factor, so the
     # result's finiteness is the whole rule. DAZ: two subnormals could sum to a normal.
     c = _xp.consts(xp, x.dtype)
-    sg = be.stop_gradient
-    xs = _daz.flush(x, xp.abs(x), c.tiny, xp=xp, sg=sg)
-    ys = _daz.flush(y, xp.abs(y), c.tiny, xp=xp, sg=sg)
+    xs = _daz.flush(x, xp.abs(x), c.tiny, xp=xp, be=be)
+    ys = _daz.flush(y, xp.abs(y), c.tiny, xp=xp, be=be)
     r = xs - ys if subtract else xs + ys
     bottom = _or(_or(~xp.isfinite(r), mx), my)
     return xp.where(bottom, 0.0, r), bottom
@@ -108,7 +107,7 @@ def _k_mul(x: Array, y: Array, mx: Array | None, my: Array | None, *,
     ok = keep & xp.isfinite(r)
     # DAZ: a subnormal factor makes the product a signed zero
     sub = (ax < c.tiny) | (ay < c.tiny)
-    r = xp.where(sub, _daz.signed_zero(r, sg=be.stop_gradient), r)
+    r = xp.where(sub, be.signed_zero(r), r)
     return xp.where(ok, r, 0.0), ~ok
 
 
@@ -125,7 +124,7 @@ def _k_div(x: Array, y: Array, mx: Array | None, my: Array | None, *,
     ok = (ay >= c.sqrt_tiny) & (ay <= c.max) & (ax <= c.max) & (ax <= (y * y) * c.ovf)
     ok = _keep(ok, mx, my)
     # numerator: a signed zero at ⊥ (keeps d/dy finite) and where subnormal (DAZ)
-    xs = xp.where(ok & (ax >= c.tiny), x, _daz.signed_zero(x, sg=be.stop_gradient))
+    xs = xp.where(ok & (ax >= c.tiny), x, be.signed_zero(x))
     return xp.where(ok, xs / xp.where(ok, y, 1.0), 0.0), ~ok
 
 
@@ -191,8 +190,8 @@ def _k_pow(x: Array, e: Array, m: Array | None, *, xp: Namespace,
     c = _xp.consts(xp, x.dtype)
     sg = be.stop_gradient
     ax, ae = xp.abs(x), xp.abs(e)
-    xf = _daz.flush(x, ax, c.tiny, xp=xp, sg=sg)
-    ef = _daz.flush(e, ae, c.tiny, xp=xp, sg=sg)
+    xf = _daz.flush(x, ax, c.tiny, xp=xp, be=be)
+    ef = _daz.flush(e, ae, c.tiny, xp=xp, be=be)
     ok = _keep((ax <= c.max) & (ae <= c.max), m)
     ok = ok & ~((ax < c.tiny) & (e <= -c.tiny))
     ok = ok & ~((x <= -c.tiny) & (ef != xp.floor(ef)))
@@ -267,7 +266,7 @@ def _k_pow_complex(x: Array, e: Array, m: Array | None, *, xp: Namespace,
     # 0**0 = 1 on every backend (torch's complex pow gives NaN there, SPEC §9 #6)
     x = _flush_c(x, xp=xp, be=be)
     c = _xp.consts(xp, x.dtype)
-    ef = _daz.flush(e, xp.abs(e), c.tiny, xp=xp, sg=be.stop_gradient)
+    ef = _daz.flush(e, xp.abs(e), c.tiny, xp=xp, be=be)
     ok = _keep(xp.isfinite(x) & xp.isfinite(ef), m)
     ok = ok & ~((x == 0) & (ef < 0))
     base_ok = ok & ~((x == 0) & (ef == 0))
