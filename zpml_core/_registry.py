@@ -68,6 +68,11 @@ class Backend:
 
         return bool(array_api_compat.is_lazy_array(x))
 
+    def training(self) -> Any:
+        """SCMTrainer support (a ``zpml_core.training.engine.TrainingSupport``): model
+        detection and the backend's train step. Forward-only backends have none."""
+        raise NotImplementedError(f"backend {self.name!r} has no training support")
+
     def gate(self, value: Array, bottom: Array, policy: Any, *, xp: Namespace) -> Array:
         """Apply a gradient policy to the gradient flowing into ``value`` (identity forward).
 

@@ -1,0 +1,514 @@
+"""JAX training step for ``SCMTrainer`` and the demo model.
+
+How to pass a JAX model::
+
+    trainer = SCMTrainer(model=(apply_fn, params), optimizer=optax.adam(1e-3),
+                         loss_fn=..., train_loader=..., config=...)
+
+``apply_fn(params, x) -> (P, Q)`` must be pure; ``params`` is any pytree of arrays
+(numpy leaves are converted). ``FunctionalModel(apply_fn, params)`` is the same thing
+with names; an equinox module works too when equinox is installed (its inexact-array
+leaves are trained, the rest is static; it must accept a batch). Trained parameters are
+``trainer.params``; ``trainer.model`` returns ``(apply_fn, params)`` (or the equinox
+module).
+
+The train step is ONE ``jax.jit`` function: ``value_and_grad`` of the loss, the optax
+update on the gradients averaged over the accumulation group, and the metrics vector.
+The sampled ``tau`` (and epoch, step, loss weights) are traced arguments, so a new
+threshold never recompiles; only ``update`` (accumulate vs apply) is static. Gradient
+accumulation keeps the summed gradients as a pytree between calls.
+
+Mixed precision (``TrainingConfig(mixed_precision=True)``): the forward pass runs with the
+floating parameters and inputs cast to ``amp_dtype`` (float16 becomes bfloat16 except on
+GPU); the outputs are cast back to the parameter dtype before the loss, gradients flow
+to the full-precision master parameters, and the optax update runs in full precision.
+
+Checkpoints: an ``.npz`` (written through a file handle, so the path is kept as given)
+holding every parameter and optimizer-state leaf plus the JSON metadata as bytes, read
+with ``numpy.load(allow_pickle=False)``; the pytree structure comes from the live
+trainer and must match (``ValueError`` otherwise).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import warnings
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from zpml_core.training.engine import (
+    PreparedBatch,
+    StepArgs,
+    TrainingEngine,
+    TrainingSupport,
+    lifted_targets,
+)
+from zpml_core.training.metrics import batch_metrics, strict_sums
+
+__all__ = [
+    "FunctionalModel",
+    "JaxEngine",
+    "JaxTraining",
+    "demo_model",
+    "rational_head_apply",
+    "rational_head_init",
+    "read_metadata",
+]
+
+
+_DEEP_PIPELINE_ELEMENTS = 4_000_000
+
+
+class FunctionalModel(NamedTuple):
+    """A pure model: ``apply(params, x) -> outputs`` and its parameter pytree."""
+
+    apply: Callable[..., Any]
+    params: Any
+
+
+# ---------------------------------------------------------------------------------------
+# the guide's RationalHead as a pure function
+
+
+def rational_head_init(
+    seed: int | Any, input_dim: int, output_dim: int = 1, *, dtype: Any = None
+) -> dict[str, Any]:
+    """Parameters of the guide's RationalHead (2×64 ReLU MLP, head ``output_dim + 1``
+    wide, or 2 for ``output_dim=1``), initialised like ``torch.nn.Linear``:
+    ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` for weights and biases. ``seed`` is an int or
+    a ``jax.random`` key. Weights are stored ``(in, out)``."""
+    key = jax.random.PRNGKey(seed) if isinstance(seed, int) else seed
+    dt = jnp.float32 if dtype is None else dtype
+    sizes = [(input_dim, 64), (64, 64), (64, 2 if output_dim == 1 else output_dim + 1)]
+    layers = []
+    for fan_in, fan_out in sizes:
+        key, kw, kb = jax.random.split(key, 3)
+        bound = 1.0 / np.sqrt(fan_in)
+        layers.append(
+            {
+                "w": jax.random.uniform(kw, (fan_in, fan_out), dt, -bound, bound),
+                "b": jax.random.uniform(kb, (fan_out,), dt, -bound, bound),
+            }
+        )
+    return {"backbone": layers[:2], "head": layers[2]}
+
+
+def rational_head_apply(params: Mapping[str, Any], x: Any) -> tuple[Any, Any]:
+    """Forward pass of :func:`rational_head_init` parameters: ``(P, Q)``."""
+    h = x
+    for layer in params["backbone"]:
+        h = jax.nn.relu(h @ layer["w"] + layer["b"])
+    out = h @ params["head"]["w"] + params["head"]["b"]
+    if out.shape[-1] == 2:
+        return out[..., 0], out[..., 1]
+    return out[..., :-1], out[..., -1]
+
+
+def demo_model(params: Mapping[str, Any], input_dim: int, output_dim: int, lr: float) -> tuple[Any, Any]:
+    """``((rational_head_apply, params), optax.adam(lr))`` from numpy parameters."""
+    import optax
+
+    p = jax.tree_util.tree_map(jnp.asarray, dict(params))
+    return (rational_head_apply, p), optax.adam(lr)
+
+
+# ---------------------------------------------------------------------------------------
+# model detection
+
+
+def _is_optax(optimizer: Any) -> bool:
+    return callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
+
+
+def _is_eqx_module(model: Any) -> bool:
+    eqx = sys.modules.get("equinox")
+    return eqx is not None and isinstance(model, eqx.Module)
+
+
+def _split_model(model: Any) -> tuple[Callable[..., Any], Any, Any]:
+    """``(apply, params, eqx_static)`` of a supported model, or raise ``TypeError``."""
+    if _is_eqx_module(model):
+        import equinox as eqx
+
+        params, static = eqx.partition(model, eqx.is_inexact_array)
+
+        def apply(p: Any, x: Any) -> Any:
+            return eqx.combine(p, static)(x)
+
+        return apply, params, static
+    if isinstance(model, (tuple, list)) and len(model) == 2 and callable(model[0]):
+        apply, params = model[0], model[1]
+        leaves = jax.tree_util.tree_leaves(params)
+        if not leaves or not all(isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves):
+            raise TypeError("JAX params must be a non-empty pytree of arrays")
+        return apply, params, None
+    raise TypeError(
+        "a JAX model is (apply_fn, params), a FunctionalModel or an equinox module, got "
+        f"{type(model).__name__}"
+    )
+
+
+_NULL = contextlib.nullcontext()
+
+
+def _policy_context(policy: Any) -> Any:
+    if policy is None:
+        return _NULL
+    from zpml_core.autodiff.policies import gradient_policy
+
+    return gradient_policy(policy)
+
+
+def _pack(values: tuple[Any, ...]) -> Any:
+    """Metrics tuple → one 1-d array (one device→host transfer per step instead of one
+    per value); float64 when x64 is enabled, float32 otherwise."""
+    dt = jnp.result_type(float)
+    return jnp.stack([jnp.asarray(v, dtype=dt) for v in values])
+
+
+def _cast_floating(tree: Any, dtype: Any) -> Any:
+    def cast(a: Any) -> Any:
+        if isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, jnp.floating):
+            return a.astype(dtype)
+        return a
+
+    return jax.tree_util.tree_map(cast, tree)
+
+
+class JaxEngine(TrainingEngine):
+    name = "jax"
+    #: metrics are read back every ``pipeline_depth`` steps (and at epoch end) in one
+    #: transfer: a per-step host sync costs ~30 % of a small jitted step on CPU. The
+    #: state before each in-flight step is kept by reference for the NaN rollback, so
+    #: the depth is 32 for models whose parameters + optimizer state have at most
+    #: ``_DEEP_PIPELINE_ELEMENTS`` elements and 2 for larger ones (whose steps are long
+    #: enough that the sync does not matter)
+    pipeline_depth = 2
+
+    def __init__(self, model: Any, optimizer: Any, loss: Any, config: Any, scheduler: Any = None) -> None:
+        if scheduler is not None:
+            raise ValueError(
+                "scheduler= is for torch optimizers; with optax put the schedule in the "
+                "optimizer (e.g. optax.adam(optax.cosine_decay_schedule(...)))"
+            )
+        self.xp = jnp
+        self.config = config
+        self.loss = loss
+        self.optimizer = optimizer
+        self.device = self._device(config.device)
+        self.apply, params, self._eqx_static = _split_model(model)
+        self.params = jax.tree_util.tree_map(self.to_framework, params)
+        self.opt_state = optimizer.init(self.params)
+        self.acc: Any = None
+        # state before each in-flight step (references only: nothing is donated), for
+        # the NaN rollback
+        self._before: deque[tuple[Any, Any, Any]] = deque()
+        size = sum(int(np.size(a)) for a in jax.tree_util.tree_leaves((self.params, self.opt_state)))
+        self.pipeline_depth = 32 if size <= _DEEP_PIPELINE_ELEMENTS else 2
+        amp_name = config.amp_dtype
+        platform = self.device.platform if self.device is not None else jax.default_backend()
+        if amp_name == "float16" and platform != "gpu":
+            amp_name = "bfloat16"
+        self.amp_dtype = getattr(jnp, amp_name) if config.amp_enabled else None
+        self._train_jit = jax.jit(self._train, static_argnames=("update",))
+        self._eval_jit = jax.jit(self._eval)
+        self._tau_static = False
+        self._train_static_jit = jax.jit(self._train, static_argnames=("update", "tau"))
+        self._eval_static_jit = jax.jit(self._eval, static_argnames=("tau",))
+        self._predict_jit = jax.jit(self._forward)
+        self._inference: Any = None
+        self._tau_cache: tuple[float, Any] | None = None
+        accepts: frozenset[str] = getattr(loss, "accepts", frozenset())
+        self._wants_epoch = "epoch" in accepts
+        self._wants_step = "global_step" in accepts
+
+    @staticmethod
+    def _device(device: Any) -> Any:
+        if device is None:
+            return None
+        if isinstance(device, str):
+            kind, _, idx = device.partition(":")
+            return jax.devices(kind)[int(idx) if idx else 0]
+        return device
+
+    # -- data ---------------------------------------------------------------------------
+    def to_framework(self, a: Any) -> Any:
+        if a is None or isinstance(a, (str, bytes)):
+            return a
+        if isinstance(a, jax.Array):
+            return a if self.device is None else jax.device_put(a, self.device)
+        if type(a).__module__.partition(".")[0] == "torch":
+            a = a.detach().cpu().numpy()
+        if isinstance(a, np.ndarray) or np.isscalar(a):
+            arr = np.asarray(a)
+            return jnp.asarray(arr) if self.device is None else jax.device_put(arr, self.device)
+        return a
+
+    # -- pure functions (traced) --------------------------------------------------------
+    def _forward(self, params: Any, inputs: Any) -> Any:
+        if self.amp_dtype is None:
+            return self.apply(params, inputs)
+        out = self.apply(_cast_floating(params, self.amp_dtype), _cast_floating(inputs, self.amp_dtype))
+        ref = jax.tree_util.tree_leaves(params)[0].dtype
+        return _cast_floating(out, ref)
+
+    def _objective(self, params: Any, inputs: Any, targets: Any, semantic: Any, tau: Any,
+                   epoch: Any, step: Any, weights: Any) -> tuple[Any, Any]:
+        outputs = self._forward(params, inputs)
+        y_n, y_d = lifted_targets(targets, semantic)
+        loss = self.loss(
+            outputs,
+            y_n,
+            y_d,
+            tau=tau,
+            inputs=inputs,
+            targets=targets,
+            epoch=epoch,
+            global_step=step,
+            loss_weights=weights,
+            semantic_targets=semantic,
+        )
+        return loss, outputs
+
+    def _train(self, params: Any, opt_state: Any, acc: Any, inputs: Any, targets: Any, semantic: Any,
+               tau: Any, epoch: Any, step: Any, weights: Any, n: Any, *, update: bool) -> Any:
+        (loss, outputs), grads = jax.value_and_grad(self._objective, has_aux=True)(
+            params, inputs, targets, semantic, tau, epoch, step, weights
+        )
+        vec = _pack(batch_metrics(loss, jax.lax.stop_gradient(outputs), tau, xp=jnp))
+        if acc is not None:
+            grads = jax.tree_util.tree_map(jnp.add, acc, grads)
+        if not update:
+            return params, opt_state, grads, vec
+        if n is not None:  # average over the accumulation group
+            grads = jax.tree_util.tree_map(lambda g: g / n, grads)
+        import optax
+
+        updates, opt_state = self.optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return params, opt_state, None, vec
+
+    def _eval(self, params: Any, inputs: Any, targets: Any, semantic: Any, tau: Any, epoch: Any,
+              step: Any, weights: Any) -> Any:
+        loss, outputs = self._objective(params, inputs, targets, semantic, tau, epoch, step, weights)
+        vec = batch_metrics(loss, outputs, tau, xp=jnp)
+        y_n, y_d = lifted_targets(targets, semantic)
+        mf = semantic.mask_finite if semantic is not None else None
+        sums = strict_sums(outputs, y_n, y_d, inference=self._inference, mask_finite=mf, xp=jnp)
+        return _pack((*vec, *sums))
+
+    # -- steps --------------------------------------------------------------------------
+    def _weights(self, weights: Mapping[str, float] | None) -> Any:
+        if weights is None or "loss_weights" not in self.loss.accepts:
+            return None
+        return dict(weights)
+
+    def _tau_arg(self, tau: float) -> Any:
+        """A constant threshold is transferred once; a sampled one per step."""
+        cached = self._tau_cache
+        if cached is not None and cached[0] == tau:
+            return cached[1]
+        if self.config.tau_train_min == self.config.tau_train_max:
+            arr = jnp.asarray(tau)
+            self._tau_cache = (tau, arr)
+            return arr
+        return tau
+
+    def _dispatch(self, traced: Callable[..., Any], static: Callable[..., Any], *args: Any,
+                  tau: float, **kw: Any) -> Any:
+        """Call the jitted step with ``tau`` traced; if the loss needs a Python-float
+        threshold (it raised on the tracer), fall back to a ``tau``-static variant."""
+        with _policy_context(self.config.gradient_policy):
+            if not self._tau_static:
+                try:
+                    return traced(*args, tau=self._tau_arg(tau), **kw)
+                except (TypeError, jax.errors.ConcretizationTypeError) as exc:
+                    traced_tau = isinstance(exc, jax.errors.ConcretizationTypeError) or (
+                        "tracer" in str(exc).lower()
+                    )
+                    if not traced_tau:
+                        raise
+                    self._use_static_tau(exc)
+            return static(*args, tau=tau, **kw)
+
+    def _use_static_tau(self, exc: Exception) -> None:
+        self._tau_static = True
+        if self.config.tau_train_min != self.config.tau_train_max:
+            warnings.warn(
+                "the loss needs tau as a Python float (it rejected a traced threshold: "
+                f"{str(exc).splitlines()[0]}); the JAX step now recompiles for every distinct tau. Use a loss "
+                "that accepts array thresholds, or tau_train_min == tau_train_max.",
+                UserWarning,
+                stacklevel=5,
+            )
+
+    def train_step(self, batch: PreparedBatch, args: StepArgs, *, update: bool, group_size: int) -> Any:
+        before = (self.params, self.opt_state, self.acc)
+        self.params, self.opt_state, self.acc, vec = self._dispatch(
+            self._train_jit,
+            self._train_static_jit,
+            self.params,
+            self.opt_state,
+            self.acc,
+            batch.inputs,
+            batch.targets,
+            batch.semantic,
+            tau=args.tau,
+            # only what the loss reads becomes a (traced) argument: each Python scalar
+            # costs a host→device conversion per call
+            epoch=args.epoch if self._wants_epoch else None,
+            step=args.global_step if self._wants_step else None,
+            weights=self._weights(args.loss_weights),
+            n=float(group_size) if group_size > 1 else None,
+            update=update,
+        )
+        self._before.append(before)
+        return vec
+
+    def finalize(self, ok: bool) -> None:
+        before = self._before.popleft()
+        if not ok:  # back to the state before the failed step; later steps are dropped
+            self.params, self.opt_state, self.acc = before
+            self._before.clear()
+
+    def begin_fit(self) -> None:
+        self.acc = None
+        self._before.clear()
+
+    def eval_step(self, batch: PreparedBatch, args: StepArgs) -> Any:
+        if self._inference is None:
+            from zpml_core.inference import InferenceConfig
+
+            self._inference = InferenceConfig(
+                tau_infer=self.config.tau_infer, tau_train=self.config.tau_train_max
+            )
+        return self._dispatch(
+            self._eval_jit,
+            self._eval_static_jit,
+            self.params,
+            batch.inputs,
+            batch.targets,
+            batch.semantic,
+            tau=args.tau,
+            epoch=args.epoch,
+            step=args.global_step,
+            weights=self._weights(args.loss_weights),
+        )
+
+    def predict(self, inputs: Any) -> Any:
+        return self._predict_jit(self.params, inputs)
+
+    def to_host(self, vec: Any) -> list[float]:
+        return np.asarray(vec).tolist()
+
+    def to_host_many(self, vecs: list[Any]) -> list[list[float]]:
+        return [np.asarray(v).tolist() for v in jax.device_get(vecs)]
+
+    def optimizer_lrs(self) -> list[float]:
+        hp = getattr(self.opt_state, "hyperparams", None)
+        if isinstance(hp, Mapping) and "learning_rate" in hp:
+            return [float(hp["learning_rate"])]
+        return []
+
+    # -- checkpoints --------------------------------------------------------------------
+    def framework_version(self) -> str:
+        import optax
+
+        return f"jax {jax.__version__}, optax {optax.__version__}"
+
+    def _trees(self) -> dict[str, Any]:
+        return {"params": self.params, "opt_state": self.opt_state}
+
+    def save(self, path: str, metadata: Mapping[str, Any], *, include_optimizer: bool = True) -> None:
+        arrays: dict[str, Any] = {}
+        structure = {}
+        for name, tree in self._trees().items():
+            if name == "opt_state" and not include_optimizer:
+                continue
+            leaves, treedef = jax.tree_util.tree_flatten(tree)
+            structure[name] = str(treedef)
+            for i, leaf in enumerate(leaves):
+                arrays[f"{name}/{i:05d}"] = np.asarray(leaf)
+        meta = dict(metadata)
+        meta["pytree_structure"] = structure
+        blob = json.dumps(meta, sort_keys=True, allow_nan=False).encode("utf-8")
+        arrays["__meta__"] = np.frombuffer(blob, dtype=np.uint8)
+        with open(path, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    def load(self, path: str, *, weights_only: bool = False) -> dict[str, Any]:
+        with np.load(path, allow_pickle=False) as data:
+            if "__meta__" not in data.files:
+                raise ValueError(f"{path} is not a zpml_core JAX checkpoint")
+            meta: dict[str, Any] = json.loads(bytes(data["__meta__"]).decode("utf-8"))
+            restored = {}
+            for name, tree in self._trees().items():
+                if name == "opt_state" and weights_only:
+                    continue
+                leaves, treedef = jax.tree_util.tree_flatten(tree)
+                keys = sorted(k for k in data.files if k.startswith(name + "/"))
+                if not keys and name == "opt_state":
+                    raise ValueError(f"{path} has no optimizer state")
+                if len(keys) != len(leaves):
+                    raise ValueError(
+                        f"{path}: {name} has {len(keys)} leaves, the trainer's {name} has "
+                        f"{len(leaves)} (different model or optimizer?)"
+                    )
+                new = []
+                for k, leaf in zip(keys, leaves, strict=True):
+                    a = data[k]
+                    ref = np.asarray(leaf)
+                    if a.shape != ref.shape or a.dtype != ref.dtype:
+                        raise ValueError(
+                            f"{path}: {k} has shape {a.shape} dtype {a.dtype}, expected "
+                            f"{ref.shape} {ref.dtype}"
+                        )
+                    new.append(self.to_framework(a))
+                restored[name] = jax.tree_util.tree_unflatten(treedef, new)
+        self.params = restored["params"]
+        if not weights_only:
+            self.opt_state = restored["opt_state"]
+        self.acc = None
+        self._before.clear()
+        return meta
+
+    @property
+    def model(self) -> Any:
+        if self._eqx_static is not None:
+            import equinox as eqx
+
+            return eqx.combine(self.params, self._eqx_static)
+        return FunctionalModel(self.apply, self.params)
+
+
+def read_metadata(path: str) -> dict[str, Any]:
+    with np.load(path, allow_pickle=False) as data:
+        return json.loads(bytes(data["__meta__"]).decode("utf-8"))
+
+
+class JaxTraining(TrainingSupport):
+    """``JaxBackend.training()``: ``(apply_fn, params)`` / equinox + optax."""
+
+    name = "jax"
+
+    def claims(self, model: Any, optimizer: Any) -> bool:
+        if not _is_optax(optimizer):
+            return False
+        try:
+            _split_model(model)
+        except TypeError:
+            return False
+        return True
+
+    def engine(self, model: Any, optimizer: Any, loss: Any, config: Any, *, scheduler: Any = None) -> JaxEngine:
+        return JaxEngine(model, optimizer, loss, config, scheduler)
+
+    def read_metadata(self, path: str) -> dict[str, Any]:
+        return read_metadata(path)

@@ -1,0 +1,357 @@
+"""PyTorch training step for ``SCMTrainer`` and the demo models.
+
+The step is eager: ``model(x)`` and the loss under ``torch.autocast`` (when mixed
+precision is on; CPU uses bfloat16, float16 only on CUDA), ``loss.backward()`` outside
+autocast; all of it inside ``gradient_policy(config.gradient_policy)`` when a policy is
+configured (SPEC §10 #8: the context active during ``backward`` applies). Gradients
+accumulate in ``.grad``; the update divides them by the actual group size, calls
+``optimizer.step()`` and zeroes them. Checkpoints are ``torch.save`` dicts of tensors,
+state dicts and a JSON string, read back with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from zpml_core.training.engine import (
+    PreparedBatch,
+    StepArgs,
+    TrainingEngine,
+    TrainingSupport,
+    lifted_targets,
+)
+from zpml_core.training.metrics import batch_metrics, strict_sums
+
+__all__ = [
+    "RationalHead",
+    "TorchEngine",
+    "TorchTraining",
+    "demo_model",
+    "read_metadata",
+    "weighted_dataloader",
+]
+
+
+class RationalHead(nn.Module):
+    """The training guide's projective head: a 2×64 ReLU MLP emitting ``(P, Q)``.
+
+    With ``output_dim=1`` (default) it is exactly the guide's module. With
+    ``output_dim=k > 1`` the head emits ``k`` numerators sharing one denominator
+    (``P`` of shape ``(B, k)``, ``Q`` of shape ``(B,)``).
+    """
+
+    def __init__(self, input_dim: int, output_dim: int = 1) -> None:
+        super().__init__()
+        self.output_dim = output_dim
+        self.backbone = nn.Sequential(
+            nn.Linear(input_dim, 64),
+            nn.ReLU(),
+            nn.Linear(64, 64),
+            nn.ReLU(),
+        )
+        self.head = nn.Linear(64, 2 if output_dim == 1 else output_dim + 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.head(self.backbone(x))
+        if self.output_dim == 1:
+            p, q = out.unbind(dim=-1)
+            return p, q
+        return out[..., :-1], out[..., -1]
+
+
+def demo_model(params: Mapping[str, Any], input_dim: int, output_dim: int, lr: float) -> tuple[Any, Any]:
+    """A :class:`RationalHead` loaded with numpy parameters laid out like
+    ``zpml_backends.jax_training.rational_head_init`` (weights ``(in, out)``), and Adam."""
+    model = RationalHead(input_dim, output_dim)
+    layers: list[Any] = [model.backbone[0], model.backbone[2], model.head]
+    src = [*params["backbone"], params["head"]]
+    with torch.no_grad():
+        for lin, p in zip(layers, src, strict=True):
+            lin.weight.copy_(torch.as_tensor(p["w"]).T)
+            lin.bias.copy_(torch.as_tensor(p["b"]))
+    return model, torch.optim.Adam(model.parameters(), lr=lr)
+
+
+def _policy_context(policy: Any) -> Any:
+    if policy is None:
+        return contextlib.nullcontext()
+    from zpml_core.autodiff.policies import gradient_policy
+
+    return gradient_policy(policy)
+
+
+class TorchEngine(TrainingEngine):
+    name = "torch"
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss: Any, config: Any,
+                 scheduler: Any = None) -> None:
+        import array_api_compat.torch as xp
+
+        self.xp = xp
+        self._model = model
+        self.optimizer = optimizer
+        self.loss = loss
+        self.config = config
+        self.scheduler = scheduler
+        if config.device is not None:
+            self.device = torch.device(config.device)
+            model.to(self.device)
+        else:
+            p = next(model.parameters(), None)
+            self.device = p.device if p is not None else torch.device("cpu")
+        dtype_name = config.amp_dtype
+        if dtype_name == "float16" and self.device.type != "cuda":
+            dtype_name = "bfloat16"
+        self.amp = config.amp_enabled
+        if self.amp and self.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"mixed_precision is not supported on device type {self.device.type!r}")
+        self.amp_dtype = getattr(torch, dtype_name)
+        self.scaler = None
+        if self.amp and self.device.type == "cuda" and self.amp_dtype == torch.float16:
+            self.scaler = torch.amp.GradScaler("cuda")
+        self._pending: tuple[bool, int] | None = None
+        self._inference: Any = None
+        self._bottom_capability: str | bool | None = False
+
+    # -- data ---------------------------------------------------------------------------
+    def to_framework(self, a: Any) -> Any:
+        if isinstance(a, torch.Tensor):
+            return a if a.device == self.device else a.to(self.device, non_blocking=True)
+        if a is None or isinstance(a, (str, bytes)):
+            return a
+        import numpy as np
+
+        if isinstance(a, np.ndarray) or type(a).__module__.partition(".")[0] in ("numpy", "jax", "jaxlib"):
+            return torch.as_tensor(np.asarray(a), device=self.device)
+        return a
+
+    def _autocast(self) -> Any:
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _loss(self, outputs: Any, batch: PreparedBatch, args: StepArgs) -> torch.Tensor:
+        y_n, y_d = lifted_targets(batch.targets, batch.semantic)
+        return self.loss(
+            outputs,
+            y_n,
+            y_d,
+            tau=args.tau,
+            inputs=batch.inputs,
+            targets=batch.targets,
+            epoch=args.epoch,
+            global_step=args.global_step,
+            loss_weights=args.loss_weights,
+            semantic_targets=batch.semantic,
+        )
+
+    # -- steps --------------------------------------------------------------------------
+    def train_step(self, batch: PreparedBatch, args: StepArgs, *, update: bool, group_size: int) -> Any:
+        with _policy_context(self.config.gradient_policy):
+            with self._autocast():
+                outputs = self._model(batch.inputs)
+                loss = self._loss(outputs, batch, args)
+            if loss.requires_grad:
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                else:
+                    loss.backward()
+        with torch.no_grad():
+            vec = batch_metrics(loss.detach(), outputs, args.tau, xp=self.xp)
+        self._pending = (update, group_size)
+        return vec
+
+    def finalize(self, ok: bool) -> None:
+        pending, self._pending = self._pending, None
+        if not ok:
+            self.optimizer.zero_grad(set_to_none=True)
+            return
+        if pending is None:
+            return
+        update, n = pending
+        if not update:
+            return
+        if n > 1:
+            with torch.no_grad():
+                for group in self.optimizer.param_groups:
+                    for p in group["params"]:
+                        if p.grad is not None:
+                            p.grad.div_(n)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def eval_step(self, batch: PreparedBatch, args: StepArgs) -> Any:
+        if self._inference is None:
+            from zpml_core.inference import InferenceConfig
+
+            self._inference = InferenceConfig(
+                tau_infer=self.config.tau_infer, tau_train=self.config.tau_train_max
+            )
+        with torch.inference_mode(), self._autocast():
+            outputs = self._model(batch.inputs)
+            loss = self._loss(outputs, batch, args)
+            vec = batch_metrics(loss, outputs, args.tau, xp=self.xp)
+            y_n, y_d = lifted_targets(batch.targets, batch.semantic)
+            mf = batch.semantic.mask_finite if batch.semantic is not None else None
+            sums = strict_sums(outputs, y_n, y_d, inference=self._inference, mask_finite=mf, xp=self.xp)
+            return (*vec, *sums)
+
+    def predict(self, inputs: Any) -> Any:
+        was = self._model.training
+        self._model.eval()
+        try:
+            with torch.inference_mode(), self._autocast():
+                return self._model(inputs)
+        finally:
+            self._model.train(was)
+
+    def to_host(self, vec: Any) -> list[float]:
+        return [v.item() if isinstance(v, torch.Tensor) else v for v in vec]
+
+    # -- mode, randomness, schedules ----------------------------------------------------
+    def set_training(self, mode: bool) -> None:
+        self._model.train(mode)
+
+    def begin_fit(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def seed(self, seed: int) -> None:
+        torch.manual_seed(seed)
+
+    def scheduler_step(self, metric: float | None = None) -> None:
+        s = self.scheduler
+        if s is None:
+            return
+        if isinstance(s, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            if metric is None:
+                import warnings
+
+                warnings.warn(
+                    "ReduceLROnPlateau needs a metric; use scheduler_cadence="
+                    "'per_validation_metric' (no step taken)",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                return
+            s.step(metric)
+        else:
+            s.step()
+
+    def optimizer_lrs(self) -> list[float]:
+        return [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def bottom_capability(self, tau_infer: float) -> str | None:
+        if self._bottom_capability is False:
+            cap = None
+            for m in self._model.modules():
+                fn = getattr(m, "bottom_capability", None)
+                if callable(fn):
+                    c = fn(tau_infer)
+                    if c not in ("reachable", "unreachable_by_construction"):
+                        raise ValueError(
+                            f"{type(m).__name__}.bottom_capability returned {c!r}; expected "
+                            "'reachable' or 'unreachable_by_construction'"
+                        )
+                    if c == "unreachable_by_construction":
+                        cap = c
+                        break
+                    cap = c
+            self._bottom_capability = cap
+        return self._bottom_capability  # type: ignore[return-value]
+
+    # -- checkpoints --------------------------------------------------------------------
+    def framework_version(self) -> str:
+        return str(torch.__version__)
+
+    def save(self, path: str, metadata: Mapping[str, Any], *, include_optimizer: bool = True) -> None:
+        payload = {
+            "format": metadata.get("format"),
+            "schema_version": metadata.get("schema_version"),
+            "model": self._model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if include_optimizer else None,
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "rng_state": torch.get_rng_state(),
+            "metadata_json": json.dumps(metadata, sort_keys=True, allow_nan=False),
+        }
+        torch.save(payload, path)
+
+    def load(self, path: str, *, weights_only: bool = False) -> dict[str, Any]:
+        payload = torch.load(path, map_location=self.device, weights_only=True)
+        if not isinstance(payload, dict) or "metadata_json" not in payload:
+            raise ValueError(f"{path} is not a zpml_core torch checkpoint")
+        meta: dict[str, Any] = json.loads(payload["metadata_json"])
+        if payload.get("model") is None:
+            raise ValueError(f"{path} has no model state")
+        self._model.load_state_dict(payload["model"])
+        if weights_only:
+            return meta
+        if payload.get("optimizer") is None:
+            raise ValueError(f"{path} has no optimizer state")
+        self.optimizer.load_state_dict(payload["optimizer"])
+        if self.scheduler is not None and payload.get("scheduler") is not None:
+            self.scheduler.load_state_dict(payload["scheduler"])
+        if self.scaler is not None and payload.get("scaler") is not None:
+            self.scaler.load_state_dict(payload["scaler"])
+        if payload.get("rng_state") is not None:
+            torch.set_rng_state(payload["rng_state"].cpu())
+        return meta
+
+    @property
+    def model(self) -> nn.Module:
+        return self._model
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self._model.state_dict()
+
+
+def read_metadata(path: str) -> dict[str, Any]:
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or "metadata_json" not in payload:
+        raise ValueError(f"{path} is not a zpml_core torch checkpoint")
+    return json.loads(payload["metadata_json"])
+
+
+class TorchTraining(TrainingSupport):
+    """``TorchBackend.training()``: ``nn.Module`` + ``torch.optim.Optimizer``."""
+
+    name = "torch"
+
+    def claims(self, model: Any, optimizer: Any) -> bool:
+        return isinstance(model, nn.Module) and isinstance(optimizer, torch.optim.Optimizer)
+
+    def engine(self, model: Any, optimizer: Any, loss: Any, config: Any, *, scheduler: Any = None) -> TorchEngine:
+        return TorchEngine(model, optimizer, loss, config, scheduler)
+
+    def read_metadata(self, path: str) -> dict[str, Any]:
+        return read_metadata(path)
+
+
+def weighted_dataloader(dataset: Any, weights: Any, config: Any) -> Any:
+    """A ``DataLoader`` drawing ``len(dataset)`` samples with replacement by ``weights``."""
+    from torch.utils.data import DataLoader, WeightedRandomSampler
+
+    w: Any = torch.as_tensor(weights, dtype=torch.double)
+    gen = None
+    if getattr(config, "seed", None) is not None:
+        gen = torch.Generator().manual_seed(int(config.seed))
+    sampler = WeightedRandomSampler(w, num_samples=len(dataset), replacement=True, generator=gen)
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        num_workers=config.num_workers,
+        drop_last=config.drop_last,
+        pin_memory=config.pin_memory,
+    )

@@ -1,0 +1,42 @@
+"""Training: one loop (``SCMTrainer``) for every autodiff backend.
+
+``import zpml_core.training`` imports no array framework; the backend step is loaded
+when a trainer is built for a torch ``nn.Module`` or a JAX ``(apply_fn, params)`` model.
+"""
+
+from zpml_core.training.calibration import TauCalibration, calibrate_tau_infer, evaluate_tau
+from zpml_core.training.config import SCHEDULER_CADENCES, TrainingConfig
+from zpml_core.training.curriculum import LinearRamp, LossWeightsCurriculum
+from zpml_core.training.data import ArrayLoader
+from zpml_core.training.sampler import (
+    AdaptiveSampler,
+    AdaptiveSamplerConfig,
+    ema_update,
+    perturbed_threshold,
+    sampling_weights,
+    singularity_prob,
+)
+from zpml_core.training.targets import SemanticTargets, lift_semantic_targets, lift_targets
+from zpml_core.training.trainer import SCMTrainer, read_checkpoint_metadata
+
+__all__ = [
+    "SCHEDULER_CADENCES",
+    "AdaptiveSampler",
+    "AdaptiveSamplerConfig",
+    "ArrayLoader",
+    "LinearRamp",
+    "LossWeightsCurriculum",
+    "SCMTrainer",
+    "SemanticTargets",
+    "TauCalibration",
+    "TrainingConfig",
+    "calibrate_tau_infer",
+    "ema_update",
+    "evaluate_tau",
+    "lift_semantic_targets",
+    "lift_targets",
+    "perturbed_threshold",
+    "read_checkpoint_metadata",
+    "sampling_weights",
+    "singularity_prob",
+]

@@ -1,0 +1,163 @@
+"""The contract between the one training loop (``SCMTrainer``) and a backend's step.
+
+The loop — tau sampling, batch preparation, gradient-accumulation bookkeeping, the NaN
+guard, logging, validation aggregation, early stopping, checkpoint metadata — lives in
+``zpml_core.training.trainer`` and is written once. A backend adapter contributes only
+what needs its framework (ARCHITECTURE rule 3): forward + loss + gradients + optimizer
+update, device moves, serialisation of parameters and optimizer state.
+
+An adapter exposes it through ``Backend.training()`` returning a :class:`TrainingSupport`;
+``SCMTrainer`` asks each autodiff backend whose framework is imported whether it
+``claims`` the ``(model, optimizer)`` pair. The built-in ones are
+``zpml_backends.torch_training`` (``nn.Module`` + ``torch.optim``) and
+``zpml_backends.jax_training`` (``(apply_fn, params)`` + optax).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from zpml_core._xp import Array, Namespace
+from zpml_core.projective import SemanticTargets, lift_targets
+
+__all__ = ["PreparedBatch", "TrainingEngine", "TrainingSupport", "lifted_targets"]
+
+
+class PreparedBatch(NamedTuple):
+    """A batch moved to the framework/device; targets not yet lifted.
+
+    ``targets`` are the raw targets (None for ``(inputs, SemanticTargets)`` batches),
+    ``semantic`` the semantic targets if the batch has them, ``n`` the sample count.
+    """
+
+    inputs: Any
+    targets: Any
+    semantic: SemanticTargets | None
+    n: int
+
+
+def lifted_targets(targets: Array | None, semantic: SemanticTargets | None) -> tuple[Array, Array]:
+    """``(Y_n, Y_d)`` of a prepared batch (traceable: steps call it inside jit)."""
+    if semantic is not None:
+        return semantic.Y_n, semantic.Y_d
+    assert targets is not None
+    return lift_targets(targets)
+
+
+class StepArgs(NamedTuple):
+    """Per-step values the loop hands the backend step (all host-side Python values)."""
+
+    tau: float
+    epoch: int
+    global_step: int
+    loss_weights: Mapping[str, float] | None
+
+
+class TrainingEngine:
+    """One trainer's backend state and compiled/eager steps. Subclasses implement all."""
+
+    #: backend name ("torch", "jax", ...)
+    name: str = "generic"
+    #: array-API namespace of the framework's arrays (for the shared metric kernels)
+    xp: Namespace = None
+
+    # -- data ---------------------------------------------------------------------------
+    def to_framework(self, a: Any) -> Any:
+        """A batch element (numpy or framework array) → framework array on the device."""
+        raise NotImplementedError
+
+    # -- steps --------------------------------------------------------------------------
+    #: how many train steps may run before the loop reads their metrics back: 1 =
+    #: synchronous (eager torch); larger values let a jitted backend run ahead and
+    #: transfer the metrics of several steps at once (JAX)
+    pipeline_depth: int = 1
+
+    def train_step(self, batch: PreparedBatch, args: StepArgs, *, update: bool, group_size: int) -> Array:
+        """Forward, loss, gradients (accumulated), and — if ``update`` — the optimizer
+        update on the gradients averaged over ``group_size`` batches. Returns the
+        ``RAW_KEYS`` metrics vector of the batch, computed before the update.
+
+        The loop calls :meth:`finalize` for every step, in order, once it has read the
+        step's metrics. ``finalize(True)``: the step stands. ``finalize(False)`` (its loss
+        was not finite): the engine must be left with the parameters and optimizer state
+        from before that step, with any later in-flight step without effect — eager
+        engines apply updates only in ``finalize(True)``; pipelined engines stop
+        updating on device as soon as a loss is not finite."""
+        raise NotImplementedError
+
+    def finalize(self, ok: bool) -> None:
+        raise NotImplementedError
+
+    def eval_step(self, batch: PreparedBatch, args: StepArgs) -> Array:
+        """``RAW_KEYS`` metrics followed by ``STRICT_SUM_KEYS`` sums, no gradients."""
+        raise NotImplementedError
+
+    def predict(self, inputs: Any) -> Any:
+        """Model outputs in evaluation mode without gradients."""
+        raise NotImplementedError
+
+    def to_host(self, vec: Array) -> list[float]:
+        """One device→host transfer of a metrics vector."""
+        raise NotImplementedError
+
+    def to_host_many(self, vecs: list[Array]) -> list[list[float]]:
+        """Several metrics vectors with as few synchronisations as the framework allows."""
+        return [self.to_host(v) for v in vecs]
+
+    # -- mode, randomness, schedules ----------------------------------------------------
+    def set_training(self, mode: bool) -> None:
+        pass
+
+    def begin_fit(self) -> None:
+        """Called at the start of every ``fit()`` (e.g. zero stale gradients)."""
+
+    def seed(self, seed: int) -> None:
+        """Seed the framework's RNG used by the model / data loaders."""
+
+    def scheduler_step(self, metric: float | None = None) -> None:
+        pass
+
+    def optimizer_lrs(self) -> list[float]:
+        return []
+
+    def bottom_capability(self, tau_infer: float) -> str | None:
+        return None
+
+    # -- checkpoints --------------------------------------------------------------------
+    def framework_version(self) -> str:
+        return "unknown"
+
+    def save(self, path: str, metadata: Mapping[str, Any], *, include_optimizer: bool = True) -> None:
+        raise NotImplementedError
+
+    def load(self, path: str, *, weights_only: bool = False) -> dict[str, Any]:
+        """Restore state saved by :meth:`save`; returns the metadata."""
+        raise NotImplementedError
+
+    @property
+    def model(self) -> Any:
+        raise NotImplementedError
+
+
+class TrainingSupport:
+    """What ``Backend.training()`` returns: model detection and engine construction."""
+
+    name: str = "generic"
+
+    def claims(self, model: Any, optimizer: Any) -> bool:
+        raise NotImplementedError
+
+    def engine(
+        self,
+        model: Any,
+        optimizer: Any,
+        loss: Any,
+        config: Any,
+        *,
+        scheduler: Any = None,
+    ) -> TrainingEngine:
+        raise NotImplementedError
+
+    def read_metadata(self, path: str) -> dict[str, Any]:
+        raise NotImplementedError

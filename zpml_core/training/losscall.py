@@ -1,0 +1,187 @@
+"""How the trainer calls a loss (SPEC §7.2, §10 #13/#14), shared by every backend step.
+
+A plain callable is called as ``loss_fn(outputs, (Y_n, Y_d), **kw)`` and must return a
+scalar (a non-0-d result is averaged). ``kw`` holds the keywords its signature accepts
+(``**kwargs`` accepts all): ``tau`` (the sampled threshold), ``inputs``, ``targets``
+(raw targets; omitted for ``SemanticTargets`` batches), ``epoch``, ``global_step``,
+``loss_weights`` (only if not None) and ``semantic_targets`` (only if present).
+
+Under the eager torch step these are Python numbers; inside the jitted JAX step ``tau``,
+``epoch``, ``global_step`` and the ``loss_weights`` values are traced 0-d arrays, so a new
+threshold or epoch never recompiles the step (use them arithmetically, not in ``if``).
+
+An :class:`~zpml_core.losses.SCMTrainingLoss` instance is accepted as is (the guide's
+wiring): it is called as ``fit = implicit_loss(P, Q, Y_n, Y_d, gamma)`` and
+``scm(fit, P, Q, Y_n, Y_d, is_bottom=|Q| < tau, mask_finite=Y_d != 0, tau_train=tau)``
+(``mask_finite`` from the semantic targets when the batch has them). If ``P`` has more
+dimensions than ``Q`` (one denominator shared by several outputs), ``Q`` is expanded with
+trailing axes for the loss, as strict inference does.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from zpml_core import _xp
+from zpml_core._xp import Array
+
+__all__ = ["LOSS_KEYWORDS", "LossCaller", "is_scm_training_loss"]
+
+LOSS_KEYWORDS = ("tau", "inputs", "targets", "epoch", "global_step", "loss_weights", "semantic_targets")
+
+
+def is_scm_training_loss(obj: object) -> bool:
+    try:
+        from zpml_core.losses import SCMTrainingLoss
+    except ImportError:
+        return False
+    return isinstance(obj, SCMTrainingLoss)
+
+
+def _expand_like(q: Array, p: Array) -> Array:
+    while q.ndim < p.ndim:
+        q = q[..., None]
+    return q
+
+
+class _SCMAdapter:
+    """``SCMTrainingLoss`` in the trainer's calling convention."""
+
+    def __init__(self, scm: Any) -> None:
+        from zpml_core.losses import implicit_loss
+
+        self.scm = scm
+        self.implicit_loss = implicit_loss
+        self.gamma = float(getattr(getattr(scm, "config", None), "gamma", 1e-9))
+
+    def __call__(
+        self,
+        outputs: Any,
+        targets: tuple[Array, Array],
+        *,
+        tau: Any,
+        semantic_targets: Any = None,
+    ) -> Array:
+        if not (isinstance(outputs, (tuple, list)) and len(outputs) == 2):
+            raise TypeError(
+                "SCMTrainingLoss needs a model returning a (P, Q) tuple, got "
+                f"{type(outputs).__name__}"
+            )
+        P, Q = outputs
+        Y_n, Y_d = targets
+        Qb = _expand_like(Q, P)
+        fit = self.implicit_loss(P, Qb, Y_n, Y_d, gamma=self.gamma)
+        mask_finite = semantic_targets.mask_finite if semantic_targets is not None else Y_d != 0
+        if mask_finite.ndim > Q.ndim:  # one denominator per sample: finite iff all targets are
+            xp = _xp.namespace(mask_finite)
+            mask_finite = _expand_like(
+                xp.all(mask_finite, axis=tuple(range(Q.ndim, mask_finite.ndim))), P
+            )
+        total, _ = self.scm(
+            fit,
+            P,
+            Qb,
+            Y_n,
+            Y_d,
+            is_bottom=abs(Q) < tau,
+            mask_finite=mask_finite,
+            tau_train=tau,
+        )
+        return total
+
+
+class LossCaller:
+    """Bind a user loss once (signature introspection at construction, SPEC §7.2)."""
+
+    def __init__(self, loss_fn: Callable[..., Any]) -> None:
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+        self.loss_fn = loss_fn
+        if is_scm_training_loss(loss_fn):
+            self.fn: Callable[..., Any] = _SCMAdapter(loss_fn)
+            self.accepts = frozenset({"tau", "semantic_targets"})
+            return
+        self.fn = loss_fn
+        try:
+            sig = inspect.signature(loss_fn)
+        except (TypeError, ValueError):
+            self.accepts = frozenset(LOSS_KEYWORDS)
+            return
+        params = list(sig.parameters.values())
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            accepts = set(LOSS_KEYWORDS)
+        else:
+            names = {
+                p.name
+                for p in params
+                if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            }
+            accepts = names & set(LOSS_KEYWORDS)
+        # SPEC §10 #14: a positional parameter named like a keyword the trainer passes
+        positional = [
+            p
+            for p in params
+            if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        ]
+        for p in positional[:2]:
+            if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and p.name in accepts:
+                raise TypeError(
+                    f"loss_fn's positional parameter {p.name!r} collides with the {p.name}= "
+                    "keyword SCMTrainer passes; rename it (the trainer calls "
+                    "loss_fn(outputs, (Y_n, Y_d), **kw))"
+                )
+        if len(positional) < 2 and not any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+            raise TypeError(
+                "loss_fn must accept two positional arguments (outputs, (Y_n, Y_d)); "
+                f"its signature is {sig}"
+            )
+        self.accepts = frozenset(accepts)
+
+    def __call__(
+        self,
+        outputs: Any,
+        y_n: Array,
+        y_d: Array,
+        *,
+        tau: Any,
+        inputs: Any = None,
+        targets: Any = None,
+        epoch: Any = None,
+        global_step: Any = None,
+        loss_weights: Mapping[str, Any] | None = None,
+        semantic_targets: Any = None,
+    ) -> Array:
+        acc = self.accepts
+        kw: dict[str, Any] = {}
+        if "tau" in acc:
+            kw["tau"] = tau
+        if "inputs" in acc:
+            kw["inputs"] = inputs
+        if "targets" in acc and targets is not None:
+            kw["targets"] = targets
+        if "epoch" in acc:
+            kw["epoch"] = epoch
+        if "global_step" in acc:
+            kw["global_step"] = global_step
+        if "loss_weights" in acc and loss_weights is not None:
+            kw["loss_weights"] = loss_weights
+        if "semantic_targets" in acc and semantic_targets is not None:
+            kw["semantic_targets"] = semantic_targets
+        loss = self.fn(outputs, (y_n, y_d), **kw)
+        if isinstance(loss, (tuple, list)):
+            raise TypeError(
+                "loss_fn must return a scalar loss, got a "
+                f"{type(loss).__name__}; return only the total"
+            )
+        if not _xp.is_array(loss):
+            raise TypeError(f"loss_fn must return a scalar array, got {type(loss).__name__}")
+        if loss.ndim:
+            xp = _xp.namespace(loss)
+            loss = xp.mean(loss)
+        return loss
+
+    @property
+    def wants_semantic_targets(self) -> bool:
+        return "semantic_targets" in self.accepts
