@@ -1,8 +1,11 @@
-"""PyTorch adapter: detach as stop-gradient; kernels run eagerly (they compile as part of
-the caller's ``torch.compile`` graph)."""
+"""PyTorch adapter: detach as stop-gradient, policy gates as ``torch.autograd.Function``.
+
+Kernels run eagerly on small inputs and inside the caller's ``torch.compile`` graph; on
+large eager inputs without autograd they are fused with inductor (``_torch_fuse``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from zpml_core._registry import Backend
@@ -13,6 +16,17 @@ class TorchBackend(Backend):
     name = "torch"
     namespace_names = ("array_api_compat.torch",)
     supports_autodiff = True
+
+    def __init__(self) -> None:
+        self._fuser: Any = None
+
+    def fuse(self, kernel: Callable[..., Any]) -> Callable[..., Any]:
+        """Eager kernels, fused with inductor for large inputs (see ``_torch_fuse``)."""
+        if self._fuser is None:
+            from zpml_backends._torch_fuse import TorchFuser
+
+            self._fuser = TorchFuser()
+        return self._fuser(kernel)
 
     def stop_gradient(self, x: Any) -> Any:
         return x.detach()
