@@ -34,6 +34,15 @@ def requested_backends() -> tuple[list[str], bool]:
     return [b for b in BUILTIN if _importable(b)], False
 
 
+# Hypothesis profiles (dev / ci / nightly) must exist before hypothesis' pytest plugin
+# reads --hypothesis-profile from the repository root.
+try:
+    from zpml_core.testing import register_profiles
+
+    register_profiles()
+except ImportError:  # hypothesis not installed: only the property tests need it
+    pass
+
 # JAX must run in float64 for the float64 tests (SPEC §9 #2); set before any jax array.
 if _importable("jax"):
     import jax

@@ -323,8 +323,21 @@ def projectively_equal(
 
 
 def _k_proj_eq(a: Array, b: Array, c: Array, d: Array, *, xp: Namespace, atol: float) -> Array:
-    # exact equality first: XLA may contract a·d − c·b into an FMA, whose residue is the
-    # rounding error of c·b, so a tuple would not equal itself in float32 (inf == inf is
-    # not equality here: |inf − inf| is NaN in the reference rule)
-    ad, cb = a * d, c * b
-    return ((ad == cb) & xp.isfinite(ad)) | (xp.abs(ad - cb) <= atol)
+    # DAZ/FTZ (SPEC §10 #1): subnormal operands and differences count as 0, as does a
+    # subnormal atol. A product is flushed when |p| ≤ tiny: a product just below tiny
+    # rounds up to tiny in IEEE arithmetic but is flushed by XLA's FTZ, and nothing else
+    # can land on either side of that border. (A difference in the subnormal range is
+    # exact, so flushing it at < tiny agrees everywhere.) Exact equality first: XLA may
+    # contract a·d − c·b into an FMA, whose residue is the rounding error of c·b, so a
+    # tuple would not equal itself in float32 (inf == inf is not equality here:
+    # |inf − inf| is NaN in the reference rule).
+    tiny = _xp.consts(xp, a.dtype).tiny
+
+    def ftz(v: Array, *, inclusive: bool = False) -> Array:
+        av = xp.abs(v)
+        return xp.where((av <= tiny) if inclusive else (av < tiny), xp.zeros_like(v), v)
+
+    a, b, c, d = ftz(a), ftz(b), ftz(c), ftz(d)
+    ad, cb = ftz(a * d, inclusive=True), ftz(c * b, inclusive=True)
+    tol = atol if atol >= tiny else 0.0
+    return ((ad == cb) & xp.isfinite(ad)) | (ftz(xp.abs(ad - cb)) <= tol)

@@ -200,6 +200,13 @@ def _k_pow(x: Array, e: Array, m: Array | None, *, xp: Namespace,
     ok = ok & xp.isfinite(probe)
     base_ok = base_ok & ok
     r = xp.where(base_ok, xf, 1.0) ** xp.where(ok, ef, 0.0)
+    # IEEE: (−0)**e is −0 only for an odd integral e > 0. numpy's 0-d fast path computes
+    # x**0.5 as sqrt(x) (−0), so the sign is canonicalised: r + sg(|r| − r) turns −0 into
+    # +0 while keeping the gradient of r.
+    half = ef * 0.5
+    odd = (ef == xp.floor(ef)) & (half != xp.floor(half))
+    fix = (ax < c.tiny) & ~odd
+    r = xp.where(fix, r + sg(xp.abs(r) - r), r)
     return xp.where(ok, r, 0.0), ~ok
 
 
