@@ -175,10 +175,10 @@ def edge_values(
 ) -> tuple[float, ...]:
     """The edge values of a real floating ``dtype`` as Python floats (exact in ``dtype``).
 
-    Both signs of: 0, the smallest and largest subnormal, the smallest normal ``tiny``
-    and its successor, ``2**(emin/2)`` (the smallest ``|y|`` with a normal ``y*y``: the
-    real-``div`` boundary) and its neighbours, ``1/sqrt(max)`` and neighbours (where
-    ``1/(y*y)`` overflows), ``eps``, 1 and its neighbours, 0.5, 2, 3, π/2, ``sqrt(max)``,
+    Both signs of: 0, the smallest, a mid-range and the largest subnormal, the smallest
+    normal ``tiny`` and its successor, ``2**(emin/2)`` (the smallest ``|y|`` with a
+    normal ``y*y``: the real-``div`` boundary) and its neighbours, ``1/sqrt(max)`` and
+    neighbours (where ``1/(y*y)`` overflows), ``eps``, 1 and its neighbours, 0.5, 2, 3, π/2, ``sqrt(max)``,
     ``max`` and its predecessor, the ``exp`` overflow border and its successor, every
     threshold in ``taus`` (rounded to ``dtype``) and its neighbours; then ±inf and NaN.
     """
@@ -208,6 +208,7 @@ def _edge_values(xp: Namespace, name: str, taus: tuple[float, ...], allow_nan: b
     mags: list[Any] = [
         zero,
         np.nextafter(zero, one),  # smallest subnormal
+        t(float(tiny) * 2.0**-8),  # a mid-range subnormal (exact power of two)
         down(tiny),  # largest subnormal
         tiny, up(tiny),
         down(sqrt_tiny), sqrt_tiny, up(sqrt_tiny),
