@@ -1,9 +1,13 @@
-"""numpy adapter: forward only (no autodiff), kernels run op by op."""
+"""numpy adapter: forward only (no autodiff); kernels run op by op, large elementwise
+calls block by block (``zpml_backends._chunked``)."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
+from zpml_backends._chunked import run_blocked
 from zpml_backends._errstate import QuietKernels
 
 from zpml_core._registry import Backend
@@ -14,10 +18,30 @@ class NumpyBackend(QuietKernels, Backend):
     namespace_names = ("array_api_compat.numpy", "numpy")
     supports_autodiff = False
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._blocked: dict[Callable[..., Any], Callable[..., Any]] = {}
+
     def namespace(self) -> Any:
         import array_api_compat.numpy as xp
 
         return xp
+
+    def fuse(self, kernel: Callable[..., Any]) -> Callable[..., Any]:
+        cached = self._blocked.get(kernel)
+        if cached is not None:
+            return cached
+        quiet = super().fuse(kernel)
+
+        @functools.wraps(kernel)
+        def blocked(*args: Any, **kwargs: Any) -> Any:
+            import numpy as np
+
+            with np.errstate(all="ignore"):
+                return run_blocked(kernel, quiet, args, kwargs)
+
+        self._blocked[kernel] = blocked
+        return blocked
 
     def asarray(self, a: Any, *, dtype: Any = None, device: Any = None) -> Any:
         import numpy as np

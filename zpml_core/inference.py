@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zpml_core import _xp
+from zpml_core._layout import LEADING, layout
 from zpml_core._registry import Backend, get_backend
 from zpml_core._xp import Array, Namespace
 
@@ -150,6 +151,7 @@ def _expand_trailing(a: Array, k: int, *, xp: Namespace) -> Array:
     return a if k == 0 else xp.reshape(a, (*a.shape, *([1] * k)))
 
 
+@layout(LEADING)
 def _k_strict(
     P: Array,
     Q: Array,

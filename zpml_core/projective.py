@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from zpml_core import _daz, _xp
+from zpml_core._layout import ELEMENTWISE, layout
 from zpml_core._registry import Backend, get_backend
 from zpml_core._xp import Array, Namespace
 from zpml_core.scm import SCMArray
@@ -63,6 +64,7 @@ class SemanticTargets(NamedTuple):
 # lift_targets
 
 
+@layout(ELEMENTWISE)
 def _k_lift(y: Array, *, xp: Namespace) -> tuple[Array, Array]:
     fin = xp.isfinite(y)
     d = xp.astype(fin, y.dtype)
@@ -199,6 +201,7 @@ def encode(value: Array, bottom: Array) -> tuple[Array, Array]:
     return xp.where(b, 1.0, v), xp.where(b, 0.0, xp.ones_like(v))
 
 
+@layout(ELEMENTWISE)
 def _k_decode(n: Array, d: Array, *, xp: Namespace, be: Backend) -> tuple[Array, Array]:
     # ⊥ ⟺ D ≈ 0 (DAZ) ∨ ¬fin(N) ∨ ¬fin(D) ∨ ¬fin(N/D)
     if _xp.is_complex(xp, n.dtype):
@@ -239,6 +242,7 @@ def decode(N: Array, D: Array) -> SCMArray:
 # renormalize / projectively_equal
 
 
+@layout(ELEMENTWISE)
 def _k_renormalize(n: Array, d: Array, *, xp: Namespace, be: Backend, detach: bool,
                    gamma: float) -> tuple[Array, Array]:
     # s = sg(‖(N, D)‖) + gamma, computed scaled: with m = max(|N|, |D|) (1 where 0),
@@ -322,6 +326,7 @@ def projectively_equal(
     return be.fuse(_k_proj_eq)(a, b, c, d, xp=xp, atol=tol)
 
 
+@layout(ELEMENTWISE)
 def _k_proj_eq(a: Array, b: Array, c: Array, d: Array, *, xp: Namespace, atol: float) -> Array:
     # DAZ/FTZ (SPEC §10 #1): subnormal operands and differences count as 0, as does a
     # subnormal atol. A product is flushed when |p| ≤ tiny: a product just below tiny

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from zpml_core import _daz, _xp
+from zpml_core._layout import ELEMENTWISE, layout
 from zpml_core._registry import Backend, get_backend
 from zpml_core._xp import Array, Namespace
 
@@ -85,6 +86,7 @@ def _finish(be: Backend, xp: Namespace, value: Array, bottom: Array) -> SCMArray
 # kernels — real floating dtypes
 
 
+@layout(ELEMENTWISE)
 def _k_add(x: Array, y: Array, mx: Array | None, my: Array | None, *, xp: Namespace,
            be: Backend, subtract: bool) -> tuple[Array, Array]:
     # ¬fin(x) ∨ ¬fin(y) ⟹ ¬fin(x ± y), and d(x ± y) has no singular factor, so the
@@ -97,6 +99,7 @@ def _k_add(x: Array, y: Array, mx: Array | None, my: Array | None, *, xp: Namesp
     return xp.where(bottom, 0.0, r), bottom
 
 
+@layout(ELEMENTWISE)
 def _k_mul(x: Array, y: Array, mx: Array | None, my: Array | None, *,
            xp: Namespace, be: Backend) -> tuple[Array, Array]:
     # ⊥ ⟺ mask ∨ ¬fin(x) ∨ ¬fin(y) ∨ ¬fin(x·y); a subnormal factor gives a signed zero.
@@ -111,6 +114,7 @@ def _k_mul(x: Array, y: Array, mx: Array | None, my: Array | None, *,
     return xp.where(ok, r, 0.0), ~ok
 
 
+@layout(ELEMENTWISE)
 def _k_div(x: Array, y: Array, mx: Array | None, my: Array | None, *,
            xp: Namespace, be: Backend) -> tuple[Array, Array]:
     # ⊥ ⟺ mask ∨ ¬fin(x) ∨ ¬fin(y) ∨ y≈0 ∨ |x|/(y·y) overflows        (SPEC §1.2)
@@ -128,6 +132,7 @@ def _k_div(x: Array, y: Array, mx: Array | None, my: Array | None, *,
     return xp.where(ok, xs / xp.where(ok, y, 1.0), 0.0), ~ok
 
 
+@layout(ELEMENTWISE)
 def _k_inv(x: Array, m: Array | None, *, xp: Namespace) -> tuple[Array, Array]:
     # ⊥ ⟺ mask ∨ ¬fin(x) ∨ x≈0 (DAZ); 1/x cannot overflow for |x| ≥ tiny.
     c = _xp.consts(xp, x.dtype)
@@ -136,11 +141,13 @@ def _k_inv(x: Array, m: Array | None, *, xp: Namespace) -> tuple[Array, Array]:
     return xp.where(ok, 1.0 / xp.where(ok, x, 1.0), 0.0), ~ok
 
 
+@layout(ELEMENTWISE)
 def _k_neg(x: Array, m: Array | None, *, xp: Namespace) -> tuple[Array, Array]:
     bottom = _or(~xp.isfinite(x), m)
     return xp.where(bottom, 0, -x), bottom
 
 
+@layout(ELEMENTWISE)
 def _k_log(x: Array, m: Array | None, *, xp: Namespace) -> tuple[Array, Array]:
     # ⊥ ⟺ mask ∨ x ≤ 0 ∨ x subnormal (DAZ) ∨ ¬fin(x); log of a positive normal is finite.
     c = _xp.consts(xp, x.dtype)
@@ -148,6 +155,7 @@ def _k_log(x: Array, m: Array | None, *, xp: Namespace) -> tuple[Array, Array]:
     return xp.where(ok, xp.log(xp.where(ok, x, 1.0)), 0.0), ~ok
 
 
+@layout(ELEMENTWISE)
 def _k_exp(x: Array, m: Array | None, *, xp: Namespace) -> tuple[Array, Array]:
     # ⊥ ⟺ mask ∨ ¬fin(x) ∨ x > exp_max(dtype)   (exact overflow border, SPEC §1.2)
     c = _xp.consts(xp, x.dtype)
@@ -155,6 +163,7 @@ def _k_exp(x: Array, m: Array | None, *, xp: Namespace) -> tuple[Array, Array]:
     return xp.where(ok, xp.exp(xp.where(ok, x, 0.0)), 0.0), ~ok
 
 
+@layout(ELEMENTWISE)
 def _k_sqrt(x: Array, m: Array | None, *, xp: Namespace, be: Backend) -> tuple[Array, Array]:
     # ⊥ ⟺ mask ∨ ¬fin(x) ∨ x ≤ -tiny.  |x| < tiny is a signed zero: sqrt(±0) = ±0,
     # computed as a detached copysign(0, x) (gradient 0 there, DEVIATIONS §1).
@@ -169,6 +178,7 @@ def _k_sqrt(x: Array, m: Array | None, *, xp: Namespace, be: Backend) -> tuple[A
 _F16_MAX = 65504.0
 
 
+@layout(ELEMENTWISE)
 def _k_trig(x: Array, m: Array | None, *, xp: Namespace, be: Backend,
             fn: str) -> tuple[Array, Array]:
     # sin/cos never overflow; tan of a finite input overflows only in float16 (SPEC §1.2),
@@ -181,6 +191,7 @@ def _k_trig(x: Array, m: Array | None, *, xp: Namespace, be: Backend,
     return xp.where(ok, f(xp.where(ok, x, 0.0)), 0.0), ~ok
 
 
+@layout(ELEMENTWISE)
 def _k_pow(x: Array, e: Array, m: Array | None, *, xp: Namespace,
            be: Backend) -> tuple[Array, Array]:
     # ⊥ ⟺ mask ∨ ¬fin(x) ∨ ¬fin(e) ∨ (x≈0 ∧ e<0) ∨ (x<0 ∧ e∉ℤ) ∨ ¬fin(x**e)
@@ -219,6 +230,7 @@ def _flush_c(z: Array, *, xp: Namespace, be: Backend) -> Array:
     return _daz.flush_complex(z, _xp.consts(xp, z.dtype).tiny, xp=xp, sg=be.stop_gradient)
 
 
+@layout(ELEMENTWISE)
 def _k_add_complex(x: Array, y: Array, mx: Array | None, my: Array | None, *,
                    xp: Namespace, be: Backend, subtract: bool) -> tuple[Array, Array]:
     xs, ys = _flush_c(x, xp=xp, be=be), _flush_c(y, xp=xp, be=be)
@@ -227,6 +239,7 @@ def _k_add_complex(x: Array, y: Array, mx: Array | None, my: Array | None, *,
     return xp.where(bottom, 0.0, r), bottom
 
 
+@layout(ELEMENTWISE)
 def _k_unary_complex(x: Array, m: Array | None, *, xp: Namespace, be: Backend, fn: str,
                      zero_is_bottom: bool, safe: float) -> tuple[Array, Array]:
     f = getattr(xp, fn)
@@ -239,6 +252,7 @@ def _k_unary_complex(x: Array, m: Array | None, *, xp: Namespace, be: Backend, f
     return xp.where(ok, f(xp.where(ok, x, safe)), 0.0), ~ok
 
 
+@layout(ELEMENTWISE)
 def _k_inv_complex(x: Array, m: Array | None, *, xp: Namespace,
                    be: Backend) -> tuple[Array, Array]:
     x = _flush_c(x, xp=xp, be=be)
@@ -248,6 +262,7 @@ def _k_inv_complex(x: Array, m: Array | None, *, xp: Namespace,
     return xp.where(ok, 1.0 / xp.where(ok, x, 1.0), 0.0), ~ok
 
 
+@layout(ELEMENTWISE)
 def _k_div_complex(x: Array, y: Array, mx: Array | None, my: Array | None, *,
                    xp: Namespace, be: Backend) -> tuple[Array, Array]:
     # ⊥ ⟺ mask ∨ ¬fin ∨ y == 0 ∨ ¬fin(x/y)   (no |x|/y² probe for complex, SPEC §1.2)
@@ -259,6 +274,7 @@ def _k_div_complex(x: Array, y: Array, mx: Array | None, my: Array | None, *,
     return xp.where(ok, xp.where(ok, x, 0.0) / ys, 0.0), ~ok
 
 
+@layout(ELEMENTWISE)
 def _k_mul_complex(x: Array, y: Array, mx: Array | None, my: Array | None, *,
                    xp: Namespace, be: Backend) -> tuple[Array, Array]:
     x, y = _flush_c(x, xp=xp, be=be), _flush_c(y, xp=xp, be=be)
@@ -268,6 +284,7 @@ def _k_mul_complex(x: Array, y: Array, mx: Array | None, my: Array | None, *,
     return xp.where(ok, r, 0.0), ~ok
 
 
+@layout(ELEMENTWISE)
 def _k_pow_complex(x: Array, e: Array, m: Array | None, *, xp: Namespace,
                    be: Backend) -> tuple[Array, Array]:
     # 0**0 = 1 on every backend (torch's complex pow gives NaN there, SPEC §9 #6)
@@ -289,6 +306,7 @@ def _k_pow_complex(x: Array, e: Array, m: Array | None, *, xp: Namespace,
 # kernels — integer dtypes (add/sub/mul/neg keep the reference's no-promotion rule)
 
 
+@layout(ELEMENTWISE)
 def _k_int_binary(x: Array, y: Array, mx: Array | None, my: Array | None, *, xp: Namespace,
                   op: str) -> tuple[Array, Array]:
     r = x + y if op == "add" else (x - y if op == "sub" else x * y)
