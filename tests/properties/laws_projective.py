@@ -58,6 +58,18 @@ def _normal_or_special(c: np.ndarray, sc: np.ndarray, lam: Any) -> np.ndarray:
 # decode
 
 
+def _decode_scaled(xp: Any, decode: Any, n: Any, d: Any, nn: np.ndarray, dn: np.ndarray,
+                   lam: Any) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+    """``decode(N, D)``, ``decode(λN, λD)`` and the scaled numpy components."""
+    with np.errstate(all="ignore"):
+        sn, sd = nn * lam, dn * lam
+    note_reproduction(decode, n, d)
+    r1 = decode(n, d)
+    note_reproduction(decode, to_xp(xp, sn), to_xp(xp, sd))
+    r2 = decode(to_xp(xp, sn), to_xp(xp, sd))
+    return r1, r2, sn, sd
+
+
 def decode_scale_pow2(data: Any, xp: Any, decode: Any = projective.decode) -> None:
     """``decode(λN, λD) == decode(N, D)`` bit for bit for ``λ = ±2**k`` (exact scaling),
     masks exact. Domain: elements whose components stay in the same class (zero,
@@ -67,12 +79,7 @@ def decode_scale_pow2(data: Any, xp: Any, decode: Any = projective.decode) -> No
     k = data.draw(st.integers(-64, 64), label="k")
     sign = data.draw(st.sampled_from([1.0, -1.0]), label="sign")
     lam = nn.dtype.type(sign * 2.0**k)
-    with np.errstate(all="ignore"):
-        sn, sd = nn * lam, dn * lam
-    note_reproduction(decode, n, d)
-    r1 = decode(n, d)
-    note_reproduction(decode, to_xp(xp, sn), to_xp(xp, sd))
-    r2 = decode(to_xp(xp, sn), to_xp(xp, sd))
+    r1, r2, sn, sd = _decode_scaled(xp, decode, n, d, nn, dn, lam)
     dom = _normal_or_special(nn, sn, lam) & _normal_or_special(dn, sd, lam)
     _compare_on(r2, r1, dom, ulps=0, msg=f"decode(λN, λD) != decode(N, D) for λ = {lam!r}")
 
@@ -100,12 +107,7 @@ def decode_scale_general(data: Any, xp: Any, decode: Any = projective.decode) ->
     sign = data.draw(st.sampled_from([1.0, -1.0]), label="sign")
     t = nn.dtype.type
     lam = t(sign * mag)
-    with np.errstate(all="ignore"):
-        sn, sd = nn * lam, dn * lam
-    note_reproduction(decode, n, d)
-    r1 = decode(n, d)
-    note_reproduction(decode, to_xp(xp, sn), to_xp(xp, sd))
-    r2 = decode(to_xp(xp, sn), to_xp(xp, sd))
+    r1, r2, sn, sd = _decode_scaled(xp, decode, n, d, nn, dn, lam)
     tiny, fmax, _ = consts(nn.dtype)
 
     def safe(c: np.ndarray, sc: np.ndarray) -> np.ndarray:
