@@ -84,24 +84,23 @@ def _plan(kind: str, args: tuple[Any, ...], block: int) -> tuple[int, int, Calla
     return n, rows, cut
 
 
-def run_blocked(kernel: Callable[..., Any], whole: Callable[..., Any], args: tuple[Any, ...],
-                kwargs: dict[str, Any]) -> Any:
-    """``kernel(*args, **kwargs)`` computed block by block when its layout allows (the
-    caller holds the floating-point error state); ``whole`` otherwise."""
+def run_blocked(kernel: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``kernel(*args, **kwargs)``, computed block by block when its layout allows (the
+    caller holds the floating-point error state)."""
     import numpy as np
 
     block = block_size()
     kind = layout_of(kernel)
     plan = _plan(kind, args, block) if (kind is not None and block > 0) else None
     if plan is None:
-        return whole(*args, **kwargs)
+        return kernel(*args, **kwargs)
     n, rows, cut = plan
     first = kernel(*_sliced(args, cut, slice(0, rows)), **kwargs)
     single = not isinstance(first, tuple)
     parts = (first,) if single else first
     m = min(rows, n)
     if not all(isinstance(p, np.ndarray) and p.ndim >= 1 and p.shape[0] == m for p in parts):
-        return whole(*args, **kwargs)
+        return kernel(*args, **kwargs)
     outs = [np.empty((n, *p.shape[1:]), dtype=p.dtype) for p in parts]
     for o, p in zip(outs, parts, strict=True):
         o[:m] = p

@@ -615,15 +615,22 @@ def neg_involution(data: Any, xp: Any, ops: Mapping[str, Any] | None = None) -> 
     assert_scm_equal(n2, expected, ulps=0, msg="neg(neg(x)) != x")
 
 
+def _through_unary(call: Call, o: Mapping[str, Any], unary: str,
+                   binary: str) -> tuple[SCMArray, SCMArray]:
+    """``u = unary(y)`` and ``binary(x, u)`` for a drawn binary call, masks carried."""
+    (x, y), kw = call.args, call.kwargs
+    u = Call(unary, (y,), {"mask": kw["mask_y"]} if "mask_y" in kw else {})(o[unary])
+    mask_x = {"mask_x": kw["mask_x"]} if "mask_x" in kw else {}
+    r = Call(binary, (x, u.value), {**mask_x, "mask_y": u.bottom})(o[binary])
+    return u, r
+
+
 def sub_is_add_neg(data: Any, xp: Any, ops: Mapping[str, Any] | None = None) -> None:
     """``sub(x, y) == add(x, neg(y))`` exactly (IEEE: ``x - y`` is ``x + (-y)``)."""
     o = _ops(ops)
     call = draw_call(data, xp, "sub")
-    (x, y), kw = call.args, call.kwargs
     s = call(o["sub"])
-    n = Call("neg", (y,), {"mask": kw["mask_y"]} if "mask_y" in kw else {})(o["neg"])
-    a = Call("add", (x, n.value), {**({"mask_x": kw["mask_x"]} if "mask_x" in kw else {}),
-                                   "mask_y": n.bottom})(o["add"])
+    _, a = _through_unary(call, o, "neg", "add")
     assert_scm_equal(s, a, ulps=0, atol=0.0, msg="sub(x, y) != add(x, neg(y))")
 
 
@@ -637,11 +644,8 @@ def div_is_mul_inv(data: Any, xp: Any, ops: Mapping[str, Any] | None = None) -> 
     (DAZ), so those elements are excluded from the value comparison."""
     o = _ops(ops)
     call = draw_call(data, xp, "div")
-    (x, y), kw = call.args, call.kwargs
     d = call(o["div"])
-    i = Call("inv", (y,), {"mask": kw["mask_y"]} if "mask_y" in kw else {})(o["inv"])
-    m = Call("mul", (x, i.value), {**({"mask_x": kw["mask_x"]} if "mask_x" in kw else {}),
-                                   "mask_y": i.bottom})(o["mul"])
+    i, m = _through_unary(call, o, "inv", "mul")
     dv, db = to_numpy(d.value), to_numpy(d.bottom)
     ib = to_numpy(i.bottom)
     mv, mb = to_numpy(m.value), to_numpy(m.bottom)
