@@ -28,6 +28,12 @@ class TorchBackend(Backend):
             self._fuser = TorchFuser()
         return self._fuser(kernel)
 
+    def integer_arithmetic(self, dtype: Any) -> bool:
+        """torch implements no arithmetic for uint16/uint32/uint64 (only storage)."""
+        import torch
+
+        return dtype not in (torch.uint16, torch.uint32, torch.uint64)
+
     def stop_gradient(self, x: Any) -> Any:
         return x.detach()
 
@@ -38,9 +44,14 @@ class TorchBackend(Backend):
         return x * 0.0
 
     def is_tracing(self, x: Any) -> bool:
+        """True under ``torch.compile`` and inside ``torch.func.vmap`` (batched values
+        cannot be inspected with ``bool()``); False in eager mode and under
+        ``torch.func.grad`` alone, where values are concrete."""
         import torch
 
-        return bool(torch.compiler.is_compiling())
+        if torch.compiler.is_compiling():
+            return True
+        return _in_vmap()
 
     def clip_scalar(self, x: Any, lo: float | None, hi: float | None) -> Any:
         """``clamp`` with Python-scalar bounds (used by the losses): one native op, NaN
@@ -90,3 +101,14 @@ class TorchBackend(Backend):
         from zpml_backends.torch_training import TorchTraining
 
         return TorchTraining()
+
+
+def _in_vmap() -> bool:
+    """Whether a ``torch.func.vmap`` level is active (functorch interpreter stack)."""
+    from torch._C import _functorch
+
+    if _functorch.peek_interpreter_stack() is None:  # fast path: no transform at all
+        return False
+    stack = _functorch.get_interpreter_stack() or ()
+    vmap = _functorch.TransformType.Vmap
+    return any(i.key() == vmap for i in stack)

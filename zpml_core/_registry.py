@@ -68,6 +68,40 @@ class Backend:
 
         return bool(array_api_compat.is_lazy_array(x))
 
+    def require(self, bad: Array, message: str, outputs: tuple[Array, ...], *,
+                xp: Namespace) -> tuple[Array, ...]:
+        """Enforce a data-dependent precondition: no element of ``bad`` (bool) is True.
+
+        The one mechanism by which the core raises on array *values* (e.g. a ``finite``
+        status label over a non-finite target). Returns ``outputs`` — arrays computed
+        from the offending input, broadcastable with ``bad`` — so the check can travel
+        with them:
+
+        * concrete arrays (``is_tracing`` False): ``ValueError(message)`` now if any
+          element is bad, else ``outputs`` unchanged;
+        * values that cannot be inspected now (``is_tracing`` True: jit tracers,
+          compile-time fake tensors, ``vmap`` batches, a lazy array without an adapter)
+          cannot raise, so the floating outputs are **poisoned**: NaN where ``bad``
+          (``where(bad, NaN, out)``). A loss over them is NaN, and the trainer's
+          non-finite-loss guard stops with an error — never a silent wrong value;
+        * lazy adapters override this to raise the same ``ValueError`` when the outputs
+          are computed (dask: a check task woven into the outputs' graph).
+        """
+        if not self.is_tracing(bad):
+            if bool(xp.any(bad)):
+                raise ValueError(message)
+            return outputs
+        return tuple(
+            xp.where(bad, float("nan"), o)
+            if xp.isdtype(o.dtype, ("real floating", "complex floating")) else o
+            for o in outputs
+        )
+
+    def integer_arithmetic(self, dtype: Any) -> bool:
+        """Whether the framework implements ``+ - * // %`` and negation on integer
+        ``dtype`` (the integer SCM ops need them; torch lacks them for uint16/32/64)."""
+        return True
+
     def training(self) -> Any:
         """SCMTrainer support (a ``zpml_core.training.engine.TrainingSupport``): model
         detection and the backend's train step. Forward-only backends have none."""

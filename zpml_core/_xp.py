@@ -20,6 +20,20 @@ Namespace = Any
 
 _PY_SCALARS = (bool, int, float, complex)
 _NS_BY_TYPE: dict[type, Namespace] = {}
+# (namespace name, dtype) → whether zpml_core accepts arrays of that dtype
+_DTYPE_OK: dict[tuple[str, Any], bool] = {}
+_REAL_FLOATS = ("float16", "bfloat16", "float32", "float64")
+_COMPLEX = ("complex64", "complex128")
+
+
+class ScalarRangeError(ValueError, OverflowError):
+    """A Python number argument that cannot be represented in the operation's dtype.
+
+    Raised (naming the argument) for a Python ``int`` outside the integer dtype's range,
+    an ``int`` too large for any float, or a finite ``float`` beyond the floating dtype's
+    range (``1e5`` next to a float16 array). Both a ``ValueError`` and an
+    ``OverflowError``.
+    """
 
 
 def _type_name(obj: object) -> str:
@@ -27,39 +41,141 @@ def _type_name(obj: object) -> str:
     return f"{t.__module__}.{t.__qualname__}"
 
 
+def _what(name: str | None) -> str:
+    return f"{name} must be" if name else "expected"
+
+
+def _is_numpy_generic(a: object) -> bool:
+    """numpy scalars (``np.float64(1)``, ``np.True_``): treated as 0-d numpy arrays."""
+    import sys
+
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(a, np.generic)
+
+
+def _check_array_type(a: object, name: str | None) -> None:
+    """Reject numpy array subclasses whose semantics the array API does not describe.
+
+    ``np.matrix`` (``*`` is a matrix product) and masked arrays (the mask would be
+    ignored) raise ``TypeError`` naming the argument; ``np.memmap`` is a plain array.
+    """
+    import sys
+
+    np = sys.modules.get("numpy")
+    if np is None or type(a) is np.ndarray or not isinstance(a, np.ndarray):
+        return
+    if isinstance(a, np.memmap):
+        return
+    raise TypeError(
+        f"{_what(name)} a plain array, got {_type_name(a)}: "
+        + ("np.matrix uses matrix-product semantics; pass np.asarray(...)"
+           if isinstance(a, np.matrix) else
+           "masked arrays carry a mask zpml_core would ignore; pass the data with "
+           "mask=/mask_x= (SCM ops) or fill it"
+           if isinstance(a, np.ma.MaskedArray) else
+           "array subclasses are not supported; pass np.asarray(...)")
+    )
+
+
+def dtype_supported(xp: Namespace, dtype: Any) -> bool:
+    """Whether zpml_core accepts arrays of ``dtype``: bool, signed/unsigned integers,
+    float16, bfloat16 (where the library has it), float32, float64, complex64,
+    complex128. Extended types (``np.longdouble``, ml_dtypes' ``bfloat16`` in numpy,
+    strings, objects) are not array-API dtypes and are rejected."""
+    key = (xp.__name__, dtype)
+    try:
+        ok = _DTYPE_OK.get(key)
+    except TypeError:  # unhashable dtype object
+        ok, key = None, None
+    if ok is None:
+        ok = _dtype_supported(xp, dtype)
+        if key is not None:
+            _DTYPE_OK[key] = ok
+    return ok
+
+
+def _dtype_supported(xp: Namespace, dtype: Any) -> bool:
+    try:
+        if dtype == xp.bool:
+            return True
+        if xp.isdtype(dtype, "integral"):
+            return True
+        kinds = (_REAL_FLOATS if xp.isdtype(dtype, "real floating")
+                 else _COMPLEX if xp.isdtype(dtype, "complex floating") else ())
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return any(hasattr(xp, k) and dtype == getattr(xp, k) for k in kinds)
+
+
+def check_dtype(xp: Namespace, a: Array, name: str | None) -> None:
+    """``TypeError`` naming the argument if ``a``'s dtype is not supported."""
+    dt = a.dtype
+    if not dtype_supported(xp, dt):
+        raise TypeError(
+            f"{_what(name)} an array of a supported dtype (bool, integer, float16, "
+            f"bfloat16, float32, float64, complex64, complex128), got dtype {dt}"
+        )
+
+
 def _namespace_of(a: object, name: str | None = None) -> Namespace:
     t = type(a)
     ns = _NS_BY_TYPE.get(t)
     if ns is None:
+        _check_array_type(a, name)
         try:
             ns = array_api_compat.array_namespace(a)
         except TypeError:
-            what = f"{name} must be" if name else "expected"
             raise TypeError(
-                f"{what} an array from an array-API library (numpy, torch, jax, ...) "
+                f"{_what(name)} an array from an array-API library (numpy, torch, jax, ...) "
                 f"or a Python scalar, got {_type_name(a)}"
             ) from None
         _NS_BY_TYPE[t] = ns
+    check_dtype(ns, a, name)
     return ns
 
 
+def is_bool_scalar(value: object) -> bool:
+    """True for Python ``bool`` and numpy's ``bool_`` scalars (``np.True_``).
+
+    Every validator that rejects ``True`` as a number uses this, so ``np.True_`` is
+    rejected the same way.
+    """
+    if isinstance(value, bool):
+        return True
+    t = type(value)
+    return t.__module__ == "numpy" and t.__name__ in ("bool_", "bool")
+
+
+def is_py_scalar(a: object) -> bool:
+    """A Python ``bool``/``int``/``float``/``complex`` (numpy scalars are arrays here)."""
+    return isinstance(a, _PY_SCALARS) and type(a).__module__ == "builtins"
+
+
 def is_array(a: object) -> bool:
-    """True for anything that is neither None nor a Python scalar."""
-    return a is not None and not isinstance(a, _PY_SCALARS)
+    """True for anything that is neither None nor a Python scalar (a numpy scalar such
+    as ``np.float64(1)`` counts as a 0-d array)."""
+    return a is not None and not is_py_scalar(a)
+
+
+def as_input(xp: Namespace, a: Array) -> Array:
+    """An array argument as the kernels take it: numpy scalars become 0-d arrays."""
+    return xp.asarray(a) if _is_numpy_generic(a) else a
 
 
 def namespace(*arrays: object, names: Sequence[str] | None = None) -> Namespace:
     """Return the array-API namespace shared by ``arrays``.
 
-    ``None`` and Python scalars are ignored. Arrays from two different libraries raise
-    ``TypeError`` naming both types; a non-array raises ``TypeError`` naming the argument
+    ``None`` and Python scalars are ignored (numpy scalars count as numpy arrays).
+    Arrays from two different libraries raise ``TypeError`` naming both types; a
+    non-array, an unsupported array type (``np.matrix``, masked arrays) or an
+    unsupported dtype (``np.longdouble``, ...) raises ``TypeError`` naming the argument
     (``names``, parallel to ``arrays``, when given). With no arrays at all (only Python
     scalars) the numpy namespace is used, so scalars are evaluated as 0-d float64 arrays.
     """
     xp: Namespace = None
     first: object = None
     for i, a in enumerate(arrays):
-        if a is None or isinstance(a, _PY_SCALARS):
+        if a is None or is_py_scalar(a):
             continue
         ns = _namespace_of(a, names[i] if names is not None and i < len(names) else None)
         if xp is None:
@@ -164,7 +280,9 @@ def default_int(xp: Namespace, dev: Any = None) -> Any:
 
 
 def to_float(xp: Namespace, x: Array) -> Array:
-    """Integer/bool arrays → the library's default float; floating arrays unchanged."""
+    """Integer/bool arrays → the library's default float; floating arrays unchanged
+    (numpy scalars become 0-d arrays)."""
+    x = as_input(xp, x)
     if is_floating(xp, x.dtype):
         return x
     return xp.astype(x, default_float(xp, device(x)))
@@ -173,45 +291,115 @@ def to_float(xp: Namespace, x: Array) -> Array:
 def as_array(xp: Namespace, v: object, like: Array | None) -> Array:
     """Python scalars → 0-d arrays with ``like``'s dtype and device (or the default float)."""
     if is_array(v):
-        return v
+        return as_input(xp, v)
     if like is None:
         if isinstance(v, complex):
             return xp.asarray(v)
         return xp.asarray(float(v), dtype=default_float(xp))  # type: ignore[arg-type]
-    return xp.asarray(v, dtype=like.dtype, device=device(like))
+    return scalar_array(xp, "value", v, like.dtype, device(like))
+
+
+def _overflow_edge(xp: Namespace, dtype: Any) -> float:
+    """The smallest magnitude that rounds to infinity in real floating ``dtype``
+    (``max + ulp(max)/2``; ``inf`` for float64, whose edge is no Python float)."""
+    fi = xp.finfo(dtype)
+    fmax, eps = float(fi.max), float(fi.eps)
+    if fmax >= 1.7976931348623157e308:
+        return math.inf
+    return fmax + eps * fmax / (2.0 - eps) / 2.0
+
+
+def _short(v: object) -> str:
+    """``repr`` of a scalar argument, abbreviated for huge Python ints."""
+    r = repr(v)
+    return r if len(r) <= 40 else f"{r[:12]}...({len(r)} digits)"
+
+
+def _real_value(name: str, v: object, xp: Namespace, dtype: Any) -> float:
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except OverflowError:
+        raise ScalarRangeError(
+            f"{name}={_short(v)} is too large for any floating dtype (operands are {dtype})"
+        ) from None
+    if math.isfinite(f) and abs(f) >= _overflow_edge(xp, dtype):
+        raise ScalarRangeError(
+            f"{name}={_short(v)} is out of the range of the operands' dtype {dtype}"
+        )
+    return f
+
+
+def scalar_array(xp: Namespace, name: str, v: object, dtype: Any, dev: Any) -> Array:
+    """A Python number as a 0-d array of ``dtype`` on ``dev``, never silently changed:
+
+    * integer dtypes: a Python ``int``/``bool`` outside ``iinfo(dtype)`` →
+      :class:`ScalarRangeError` naming the argument;
+    * floating dtypes: rounded to the dtype; a finite value beyond its range (or an
+      ``int`` beyond every float) → :class:`ScalarRangeError`; ±inf/NaN are kept (they
+      are bottom operands);
+    * complex dtypes: each part as for the real dtype.
+    """
+    if dtype == xp.bool:
+        return xp.asarray(bool(v), dtype=dtype, device=dev)
+    if xp.isdtype(dtype, "integral"):
+        info = xp.iinfo(dtype)
+        iv = int(v)  # type: ignore[call-overload]
+        if not info.min <= iv <= info.max:
+            raise ScalarRangeError(
+                f"{name}={_short(v)} does not fit the operands' dtype {dtype} "
+                f"(range {info.min}..{info.max})"
+            )
+        return xp.asarray(iv, dtype=dtype, device=dev)
+    if xp.isdtype(dtype, "complex floating"):
+        z = complex(v)  # type: ignore[arg-type]
+        rdt = real_dtype(xp, dtype)
+        z = complex(_real_value(name, z.real, xp, rdt), _real_value(name, z.imag, xp, rdt))
+        return xp.asarray(z, dtype=dtype, device=dev)
+    return xp.asarray(_real_value(name, v, xp, dtype), dtype=dtype, device=dev)
 
 
 def float_operands(
     xp: Namespace, names: Sequence[str], values: Sequence[object], *, promote: bool
 ) -> list[Array]:
-    """Bring operands to one dtype/device.
+    """Bring operands to one dtype/device: promote or reject, never truncate.
 
-    Array operands decide the dtype by the library's type promotion (``result_type``);
-    Python scalars adopt it. With ``promote``, integer/bool results become the default
-    float. Bool/int inputs without ``promote`` keep their dtype (add/sub/mul/neg rule).
+    * Array operands (numpy scalars included) decide the dtype by the library's type
+      promotion (``result_type``).
+    * Python scalars adopt it, unless they need a wider kind: a ``float`` next to
+      bool/integer arrays promotes to the default float (``mul(int_array, 0.5)`` is
+      ``0.5·x``), a ``complex`` to complex, an ``int`` next to a bool array to the
+      default integer. A number that does not fit the dtype raises
+      :class:`ScalarRangeError` naming the argument.
+    * With ``promote``, integer/bool results become the default float. Without it
+      (add/sub/mul/neg) integer and bool operands keep their dtype.
     """
-    arrays: list[Array] = [v for v in values if is_array(v)]
     for name, v in zip(names, values, strict=True):
         if not (is_array(v) or isinstance(v, numbers.Number)):
             raise TypeError(f"{name} must be an array or a real number, got {_type_name(v)}")
+    arrays: list[Array] = [as_input(xp, v) for v in values if is_array(v)]
+    scalars = [v for v in values if not is_array(v)]
     if arrays:
         dt = arrays[0].dtype if len(arrays) == 1 else xp.result_type(*arrays)
         dev = device(arrays[0])
     else:
-        is_cplx = any(isinstance(v, complex) for v in values)
+        is_cplx = any(isinstance(v, complex) for v in scalars)
         dt = xp.complex128 if is_cplx else xp.float64
         dev = None
-    if promote and not is_floating(xp, dt):
-        dt = default_float(xp, dev)
-    if any(isinstance(v, complex) for v in values) and not is_complex(xp, dt):
+    if not is_floating(xp, dt):
+        if promote or any(isinstance(v, (float, complex)) for v in scalars):
+            dt = default_float(xp, dev)
+        elif dt == xp.bool and any(not isinstance(v, bool) for v in scalars):
+            dt = default_int(xp, dev)
+    if any(isinstance(v, complex) for v in scalars) and not is_complex(xp, dt):
         dt = xp.complex64 if dt == xp.float32 else xp.complex128
     out = []
-    for v in values:
+    it = iter(arrays)
+    for name, v in zip(names, values, strict=True):
         if is_array(v):
-            a: Array = v
+            a: Array = next(it)
             out.append(a if a.dtype == dt else xp.astype(a, dt))
         else:
-            out.append(xp.asarray(v, dtype=dt, device=dev))
+            out.append(scalar_array(xp, name, v, dt, dev))
     return out
 
 
@@ -220,24 +408,47 @@ def float_operands(
 
 
 def broadcast_shape(named_shapes: Sequence[tuple[str, tuple[int | None, ...]]]) -> tuple:
-    """Broadcast shapes by the standard's rules; ``ValueError`` naming the culprits."""
-    result: list[int | None] = []
+    """Broadcast shapes by the standard's rules; ``ValueError`` naming the culprits.
+
+    Per dimension (shapes right-aligned, missing leading dimensions count as 1): a size
+    1 broadcasts to the other size; equal sizes match; anything else → ``ValueError``
+    naming both arguments and all shapes.
+
+    *Unknown* sizes (``None``, the standard's spelling, or NaN, dask's spelling for an
+    array with unknown chunk sizes such as ``x[x > 0]``) are accepted where the rule can
+    still hold: unknown against unknown or against 1 (the library checks the real sizes
+    when it computes; the result size is ``None``). Unknown against a known size > 1
+    cannot be checked before computing → ``ValueError`` naming the argument of unknown
+    size and telling to call its ``compute_chunk_sizes()`` first.
+    """
+    def unknown(d: Any) -> bool:
+        return d is None or (isinstance(d, float) and d != d)
+
+    result: list[Any] = []
     owner: list[str] = []
-    for name, shape in named_shapes:
-        shape = tuple(shape)
+    for name, raw in named_shapes:
+        shape = tuple(None if unknown(d) else d for d in raw)
         n = max(len(result), len(shape))
-        pad: list[int | None] = [1] * (n - len(result))
-        result = pad + result
+        result = [1] * (n - len(result)) + result
         owner = [""] * (n - len(owner)) + owner
         padded = (1,) * (n - len(shape)) + shape
         for i, d in enumerate(padded):
             r = result[i]
-            if d == 1:
+            if d == 1 or (d is None and r is None):
                 continue
-            if r == 1 or r is None or d is None or r == d:
-                if r == 1 or r is None:
-                    result[i] = d
-                    owner[i] = name
+            if r == 1:
+                result[i], owner[i] = d, name
+                continue
+            if d is None or r is None:
+                unk, kn, size = (name, owner[i], r) if d is None else (owner[i], name, d)
+                raise ValueError(
+                    f"cannot check that {unk} and {kn} broadcast together: {unk} has an "
+                    f"unknown size in dimension {i - n} and {kn} has size {size} "
+                    f"(shapes {', '.join(f'{k}={tuple(s)}' for k, s in named_shapes)}); "
+                    f"for a dask array with unknown chunk sizes call "
+                    f"{unk}.compute_chunk_sizes() first"
+                )
+            if r == d:
                 continue
             raise ValueError(
                 f"shapes cannot be broadcast together: {owner[i]} has size {r} and {name} "
@@ -255,6 +466,7 @@ def as_mask(xp: Namespace, m: object, name: str, like: Array) -> Array | None:
         return xp.asarray(m, dtype=xp.bool, device=device(like))
     if not is_array(m):
         raise TypeError(f"{name} must be a boolean array or None, got {_type_name(m)}")
+    m = as_input(xp, m)
     dt = m.dtype  # type: ignore[attr-defined]
     if dt == xp.bool:
         return m
@@ -285,8 +497,8 @@ def check_real(
         if allow_none:
             return None
         raise TypeError(f"{name} must be a real number, got None")
-    # Python and numpy real scalars only (bool is not a number here)
-    if isinstance(value, bool) or not (
+    # Python and numpy real scalars only (bool and np.bool_ are not numbers here)
+    if is_bool_scalar(value) or not (
         isinstance(value, numbers.Real) or _is_real_scalar_like(value)
     ):
         raise TypeError(f"{name} must be a real number, got {_type_name(value)}")
@@ -305,8 +517,11 @@ def check_real(
 
 
 def _is_real_scalar_like(value: object) -> bool:
-    mod = type(value).__module__
-    return mod == "numpy" and hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0
+    """A numpy real scalar or 0-d real array (not bool, not complex)."""
+    if type(value).__module__ != "numpy" or getattr(value, "ndim", 1) != 0:
+        return False
+    kind = getattr(getattr(value, "dtype", None), "kind", "")
+    return kind in ("i", "u", "f")
 
 
 def _range_text(ge: float | None, gt: float | None, le: float | None) -> str:

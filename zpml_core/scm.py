@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 from zpml_core import _daz, _xp
 from zpml_core._layout import ELEMENTWISE, layout
 from zpml_core._registry import Backend, get_backend
+from zpml_core._scm_int import k_int_binary, k_int_neg
 from zpml_core._xp import Array, Namespace
 
 __all__ = [
@@ -303,15 +304,8 @@ def _k_pow_complex(x: Array, e: Array, m: Array | None, *, xp: Namespace,
 
 
 # ---------------------------------------------------------------------------------------
-# kernels — integer dtypes (add/sub/mul/neg keep the reference's no-promotion rule)
-
-
-@layout(ELEMENTWISE)
-def _k_int_binary(x: Array, y: Array, mx: Array | None, my: Array | None, *, xp: Namespace,
-                  op: str) -> tuple[Array, Array]:
-    r = x + y if op == "add" else (x - y if op == "sub" else x * y)
-    bottom = _or(_or(xp.zeros(r.shape, dtype=xp.bool, device=_xp.device(r)), mx), my)
-    return xp.where(bottom, 0, r), bottom
+# kernels — integer dtypes (add/sub/mul/neg keep the reference's no-promotion rule):
+# zpml_core._scm_int (integer overflow is bottom)
 
 
 # ---------------------------------------------------------------------------------------
@@ -350,11 +344,25 @@ def _run(backend: Backend, kernel: Callable[..., Any], /, *arrays: Array | None,
     return backend.fuse(kernel)(*arrays, **static)
 
 
+def _check_integer_arithmetic(be: Backend, dtype: Any, names: str) -> None:
+    if not be.integer_arithmetic(dtype):
+        raise TypeError(
+            f"{names}: the {be.name} backend has no arithmetic for dtype {dtype}; cast to a "
+            "signed integer or floating dtype"
+        )
+
+
 def _binary(op: str, x: object, y: object, mask_x: object, mask_y: object) -> SCMArray:
     xp, be, xa, ya, mx, my = _prepare_binary(x, y, mask_x, mask_y, promote=op == "div")
     dt = xa.dtype
     if not _xp.is_floating(xp, dt):
-        v, b = _run(be, _k_int_binary, xa, ya, mx, my, xp=xp, op=op)
+        if op == "sub" and dt == xp.bool:
+            raise TypeError(
+                "x and y: scm.sub does not support bool operands (no bool subtraction); "
+                "cast them to an integer or floating dtype"
+            )
+        _check_integer_arithmetic(be, dt, "x and y")
+        v, b = _run(be, k_int_binary, xa, ya, mx, my, xp=xp, op=op)
     elif _xp.is_complex(xp, dt):
         if op == "div":
             v, b = _run(be, _k_div_complex, xa, ya, mx, my, xp=xp, be=be)
@@ -407,7 +415,15 @@ def div(x: Array, y: Array, *, mask_x: Array | None = None,
 def _unary(name: str, x: object, mask: object) -> SCMArray:
     xp, be, xa, m = _prepare_unary(x, mask, promote=name != "neg")
     dt = xa.dtype
-    if name == "neg":
+    if name == "neg" and not _xp.is_floating(xp, dt):
+        if dt == xp.bool:
+            raise TypeError(
+                "x: scm.neg does not support bool arrays (no bool negation); cast x to "
+                "an integer or floating dtype (or use ~x for logical not)"
+            )
+        _check_integer_arithmetic(be, dt, "x")
+        v, b = _run(be, k_int_neg, xa, m, xp=xp)
+    elif name == "neg":
         v, b = _run(be, _k_neg, xa, m, xp=xp)
     elif _xp.is_complex(xp, dt):
         if name == "inv":
@@ -497,12 +513,12 @@ def pow(x: Array, exponent: Array | float, *, mask: Array | None = None) -> SCMA
     (xa,) = _xp.float_operands(xp, ("x",), (x,), promote=True)
     rdt = _xp.real_dtype(xp, xa.dtype)
     if _xp.is_array(exponent):
-        e_arr: Array = exponent
+        e_arr: Array = _xp.as_input(xp, exponent)
         if _xp.is_complex(xp, e_arr.dtype):
             raise TypeError(f"exponent must be real, got an array of dtype {e_arr.dtype}")
         ea = e_arr if e_arr.dtype == rdt else xp.astype(e_arr, rdt)
     elif isinstance(exponent, (int, float)):
-        ea = xp.asarray(float(exponent), dtype=rdt, device=_xp.device(xa))
+        ea = _xp.scalar_array(xp, "exponent", exponent, rdt, _xp.device(xa))
     else:
         raise TypeError(f"exponent must be an array or a real number, got {type(exponent)}")
     m = _xp.as_mask(xp, mask, "mask", xa)

@@ -1,0 +1,1 @@
+"""Hostile-input suite: one file per class of failure, every backend."""
