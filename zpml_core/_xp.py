@@ -82,9 +82,9 @@ def dtype_supported(xp: Namespace, dtype: Any) -> bool:
     float16, bfloat16 (where the library has it), float32, float64, complex64,
     complex128. Extended types (``np.longdouble``, ml_dtypes' ``bfloat16`` in numpy,
     strings, objects) are not array-API dtypes and are rejected."""
-    key = (xp.__name__, dtype)
+    key: tuple[str, Any] | None = (xp.__name__, dtype)
     try:
-        ok = _DTYPE_OK.get(key)
+        ok = _DTYPE_OK.get(key)  # type: ignore[arg-type]
     except TypeError:  # unhashable dtype object
         ok, key = None, None
     if ok is None:
@@ -351,7 +351,7 @@ def scalar_array(xp: Namespace, name: str, v: object, dtype: Any, dev: Any) -> A
             )
         return xp.asarray(iv, dtype=dtype, device=dev)
     if xp.isdtype(dtype, "complex floating"):
-        z = complex(v)  # type: ignore[arg-type]
+        z = complex(v)  # type: ignore[call-overload]
         rdt = real_dtype(xp, dtype)
         z = complex(_real_value(name, z.real, xp, rdt), _real_value(name, z.imag, xp, rdt))
         return xp.asarray(z, dtype=dtype, device=dev)
