@@ -17,6 +17,7 @@ import pytest
 
 from zpml_core.utils.logging import (
     METRIC_LOG_SCHEMA_NAME,
+    CorruptLinesWarning,
     JsonlLogger,
     metric_log_record,
     read_jsonl,
@@ -139,17 +140,23 @@ def test_read_jsonl_truncated_last_line(tmp_path: Path) -> None:
     assert [r["i"] for r in read_jsonl(path, validate=True)] == [0, 1, 2]
 
 
-def test_read_jsonl_rejects_bad_middle_line_and_nan(tmp_path: Path) -> None:
+def test_read_jsonl_bad_middle_line_and_nan(tmp_path: Path) -> None:
+    # issue 10: a corrupt line no longer makes the whole file unreadable: it is skipped
+    # and reported (CorruptLinesWarning); on_corrupt="raise" keeps the old error
     path = tmp_path / "m.jsonl"
     path.write_text('{"a": 1}\n{"a": \n{"a": 2}\n')
+    with pytest.warns(CorruptLinesWarning, match="line 2"):
+        assert read_jsonl(path) == [{"a": 1}, {"a": 2}]
     with pytest.raises(ValueError, match="line 2"):
-        read_jsonl(path)
+        read_jsonl(path, on_corrupt="raise")
     path.write_text('{"a": NaN}\n')
     with pytest.raises(ValueError, match="NaN"):
-        read_jsonl(path)
+        read_jsonl(path, on_corrupt="raise")
+    with pytest.warns(CorruptLinesWarning, match="NaN"):
+        assert read_jsonl(path) == []
     path.write_text("[1, 2]\n")
     with pytest.raises(ValueError, match="JSON object"):
-        read_jsonl(path)
+        read_jsonl(path, on_corrupt="raise")
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX only")
@@ -190,6 +197,7 @@ def test_sigkill_mid_training_epoch(tmp_path: Path) -> None:
     path = tmp_path / "runs" / "train.jsonl"
     script = textwrap.dedent(
         f"""
+        import time
         import numpy as np, torch
         from zpml_core.losses import implicit_loss
         from zpml_core.training import ArrayLoader, SCMTrainer, TrainingConfig
@@ -206,6 +214,8 @@ def test_sigkill_mid_training_epoch(tmp_path: Path) -> None:
             written[0] += 1
             if written[0] == 40:
                 print("ready", flush=True)
+            if written[0] >= 40:  # epoch 0 (1024 steps) cannot end before the kill
+                time.sleep(0.005)  # (>= 5 s left, the kill comes after 0.1 s)
 
         def loss(outputs, lifted):
             return implicit_loss(*outputs, *lifted)

@@ -3,6 +3,7 @@
 from zpml_core.utils.logging import (
     METRIC_LOG_SCHEMA_NAME,
     METRIC_LOG_SCHEMA_VERSION,
+    CorruptLinesWarning,
     JsonlLogger,
     metric_log_record,
     read_jsonl,
@@ -13,6 +14,7 @@ from zpml_core.utils.logging import (
 __all__ = [
     "METRIC_LOG_SCHEMA_NAME",
     "METRIC_LOG_SCHEMA_VERSION",
+    "CorruptLinesWarning",
     "JsonlLogger",
     "metric_log_record",
     "read_jsonl",
