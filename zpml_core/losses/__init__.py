@@ -13,7 +13,38 @@ data-dependent shapes), so it runs eagerly and under ``jax.jit`` /
 ``soft_coverage_loss``                differentiable coverage penalty
 ``scm_separation_losses``             censored vs finite separation by ``|Q|``
 ``LossConfig`` / ``SCMTrainingLoss``  the combined objective with a detached breakdown
+``LOSS_WEIGHT_KEYS``                  the keys of ``SCMTrainingLoss(..., loss_weights=)``
 ====================================  ==========================================
+
+Rules shared by every loss:
+
+* **Shapes — one-way broadcasting.** The operands of a loss (``P, Q, Y_n, Y_d``) may
+  broadcast one way only: the result has the shape of the largest operand and every
+  other operand must broadcast *to* it without enlarging it (fewer or size-1
+  dimensions; 0-d operands are fine). So a ``(B, 1)`` denominator next to ``(B, k)``
+  numerators is valid, but ``(B,)`` predictions next to ``(B, 1)`` targets — which
+  broadcast to ``(B, B)`` and would turn an elementwise loss into an all-pairs loss —
+  raise ``ValueError`` naming every argument and its shape. Masks (``mask_finite``,
+  ``mask_singular``, ``mask_censored``) follow the same rule towards their operand;
+  ``SCMTrainingLoss``'s ``fit_loss`` must be 0-d.
+* **dtype.** A loss value has the (real) floating dtype of its operands (complex
+  operands give the matching real dtype). ``coverage``, ``rejection_loss`` and the
+  rejection term of ``SCMTrainingLoss`` follow ``is_bottom`` if it is floating, else the
+  predictions (``outputs``, ``P``), and use the library's default float only when no
+  floating operand is given. float16/bfloat16 operands are computed in float32 and the
+  value is cast back.
+* **Finite for every finite input** up to ``finfo.max``, in every float dtype: tuples
+  are divided by power-of-two scales before any product (exact: values unchanged to
+  rounding in the normal range), and every element of a loss saturates at
+  ``S = 2^(⌊E/2⌋−2)`` with ``E = ⌊log2 finfo.max⌋`` of the computation dtype —
+  about 1.7e153 (float64) and 2.3e18 (float32, bfloat16); float16 saturates at its
+  ``finfo.max`` — so a mean over up to ``2^(E/2)`` elements cannot overflow and the
+  gradients never hold ``inf·0 = NaN`` (they are finite wherever the true gradient is
+  representable). Squared shortfalls ``relu(·)²`` are computed as ``min(relu(·), √S)²``;
+  thresholds beyond the dtype's range act as its ``finfo.max``. Scales and predicates
+  are computed on stop-gradient operands.
+* **Empty inputs** give 0 (a mean over no element is ``sum/max(n, 1)``; ``coverage`` of
+  nothing is 1), without "Mean of empty slice" warnings.
 """
 
 from zpml_core.losses.coverage import coverage, rejection_loss, soft_coverage_loss
@@ -21,9 +52,10 @@ from zpml_core.losses.implicit import implicit_loss
 from zpml_core.losses.margin import margin_loss
 from zpml_core.losses.separation import scm_separation_losses
 from zpml_core.losses.sign import sign_consistency_loss
-from zpml_core.losses.training import LossConfig, SCMTrainingLoss
+from zpml_core.losses.training import LOSS_WEIGHT_KEYS, LossConfig, SCMTrainingLoss
 
 __all__ = [
+    "LOSS_WEIGHT_KEYS",
     "LossConfig",
     "SCMTrainingLoss",
     "coverage",

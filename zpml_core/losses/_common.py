@@ -16,6 +16,8 @@ _KINDS: dict[tuple[str, Any], tuple[bool, bool]] = {}
 def kind(xp: Namespace, dtype: Any) -> tuple[bool, bool]:
     """``(is_floating, is_complex)`` of ``dtype`` (cached: ``isdtype`` is slow in compat)."""
     key = (xp.__name__, dtype)
+    if _xp.tracing():  # no cache use while Dynamo records a graph
+        return _xp.is_floating(xp, dtype), _xp.is_complex(xp, dtype)
     try:
         k = _KINDS.get(key)
     except TypeError:  # unhashable dtype object
@@ -122,12 +124,33 @@ def float_arrays(xp: Namespace, names: Sequence[str], values: Sequence[object]) 
 
 
 def common_shape(named: Sequence[tuple[str, Array]]) -> tuple[Any, ...]:
-    """The broadcast shape of the named arrays (``ValueError`` naming the culprits)."""
-    shape = named[0][1].shape
-    for _, a in named[1:]:
-        if a.shape != shape:
-            return _xp.broadcast_shape([(n, a.shape) for n, a in named])
-    return tuple(shape)
+    """The common shape of the named operands, by the losses' one broadcasting rule.
+
+    Operands may broadcast one way only: the result has the shape of the largest
+    operand, and every other operand must broadcast *to* that shape without enlarging
+    it (fewer or size-1 dimensions, 0-d operands included). Shapes whose broadcast is
+    larger than every operand — ``(B,)`` next to ``(B, 1)`` gives ``(B, B)`` and would
+    turn an elementwise loss into an all-pairs loss — raise ``ValueError`` naming every
+    argument and its shape, as do shapes that do not broadcast at all. A ``(B, 1)``
+    denominator next to ``(B, k)`` numerators stays valid.
+    """
+    # unknown sizes (None; dask: NaN) compare equal to each other, as in broadcast_shape
+    shapes = [(n, tuple(None if d is None or (isinstance(d, float) and d != d) else d
+                        for d in a.shape)) for n, a in named]
+    shape = shapes[0][1]
+    if all(s == shape for _, s in shapes[1:]):
+        return shape
+    result = _xp.broadcast_shape(shapes)
+    if any(s == result for _, s in shapes):
+        return result
+    listing = ", ".join(f"{n} has shape {s}" for n, s in shapes)
+    names = ", ".join(n for n, _ in shapes)
+    raise ValueError(
+        f"{names} must have the shape of the largest of them or broadcast to it without "
+        f"enlarging it: {listing}, which broadcast to {result} — an elementwise loss "
+        "would become an all-pairs loss (e.g. targets of shape (B, 1) next to "
+        "predictions of shape (B,)); reshape them to one shape"
+    )
 
 
 def mask(xp: Namespace, m: object, name: str, target: tuple[Any, ...], like: Array,
@@ -143,8 +166,11 @@ def mask(xp: Namespace, m: object, name: str, target: tuple[Any, ...], like: Arr
     shape = tuple(a.shape)
     if shape != tuple(target):
         n, k = len(shape), len(target)
+        # unknown sizes (dask NaN): equal to each other, refused against known ones
+        full = _xp.broadcast_shape([(target_name, tuple(target)), (name, shape)])
         ok = n <= k and all(
-            d == 1 or d == t for d, t in zip(shape, target[k - n:], strict=True)
+            d == 1 or d == t or (f is None and (d is None or d != d))
+            for d, t, f in zip(shape, target[k - n:], full[k - n:], strict=True)
         )
         if not ok:
             raise ValueError(
@@ -155,7 +181,8 @@ def mask(xp: Namespace, m: object, name: str, target: tuple[Any, ...], like: Arr
 
 
 def soft_mask(xp: Namespace, m: object, name: str) -> Array:
-    """``is_bottom`` for coverage/rejection: a bool, integer or floating array."""
+    """``is_bottom`` for coverage/rejection: a bool, integer (nonzero = bottom) or real
+    floating array. Integer masks are converted to bool."""
     if isinstance(m, bool):
         return xp.asarray(m)
     if not _xp.is_array(m):
@@ -164,8 +191,10 @@ def soft_mask(xp: Namespace, m: object, name: str) -> Array:
             f"{_xp._type_name(m)}"
         )
     dt = m.dtype  # type: ignore[attr-defined]
-    if dt == xp.bool or xp.isdtype(dt, ("integral", "real floating")):
+    if dt == xp.bool or xp.isdtype(dt, "real floating"):
         return m
+    if xp.isdtype(dt, "integral"):
+        return m != 0
     raise TypeError(f"{name} must be a boolean, integer or real floating array, got dtype {dt}")
 
 
@@ -188,13 +217,6 @@ def optional_policy(policy: object) -> GradientPolicy | None:
     if policy is None or isinstance(policy, GradientPolicy):
         return policy
     raise TypeError(f"policy must be a GradientPolicy or None, got {_xp._type_name(policy)}")
-
-
-def mean_of(x: Array, dtype: Any, *, xp: Namespace) -> Array:
-    """Mean of a bool/int/float array computed in ``dtype`` (PITFALLS B.6)."""
-    if x.dtype != dtype:
-        x = xp.astype(x, dtype)
-    return xp.mean(x)
 
 
 def clip(x: Array, lo: float | None, hi: float | None, *, xp: Namespace, be: Any) -> Array:

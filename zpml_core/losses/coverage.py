@@ -8,37 +8,74 @@ from zpml_core import _xp
 from zpml_core._registry import Backend, get_backend
 from zpml_core._xp import Array, Namespace
 from zpml_core.autodiff.policies import GradientPolicy, resolve_policy
-from zpml_core.losses import _common
+from zpml_core.losses import _common, _safe
+from zpml_core.losses._safe import Limits
 
 __all__ = ["coverage", "rejection_loss", "soft_coverage_loss"]
 
 _DETACHED = (GradientPolicy.PROJECT, GradientPolicy.REJECT)
+#: soft_coverage_loss: |z| = ||Q| − tau|/T is clipped at this (tanh(32) == 1 in float64)
+_Z_MAX = 64.0
 
 
-def _k_coverage(h: Array, *, xp: Namespace, be: Backend, dtype: Any, detach: bool) -> Array:
-    cov = 1.0 - _common.mean_of(h, dtype, xp=xp)
+def value_dtype(xp: Namespace, h: Array, like: Array | None) -> Any:
+    """The dtype of a coverage/rejection value: ``is_bottom``'s if it is floating, else
+    the real dtype of ``like`` (the predictions) if floating, else the library's default
+    float (on ``is_bottom``'s device)."""
+    dt = h.dtype
+    if dt != xp.bool and xp.isdtype(dt, "real floating"):
+        return dt
+    if like is not None and _xp.is_array(like) and _common.kind(xp, like.dtype)[0]:
+        return _xp.real_dtype(xp, like.dtype)
+    return _xp.default_float(xp, _xp.device(h))
+
+
+def bottom_fraction(h: Array, *, xp: Namespace, be: Backend, lim: Limits) -> Array:
+    """``mean(is_bottom)`` in ``lim.rdt`` (0 for an empty mask). A floating ("soft")
+    ``is_bottom`` is clipped to ``[−S, S]`` so that the mean cannot overflow."""
+    floating = h.dtype != xp.bool
+    if h.dtype != lim.rdt:
+        h = xp.astype(h, lim.rdt)
+    if floating:
+        h = _common.clip(h, -lim.sat, lim.sat, xp=xp, be=be)
+    return _safe.mean(h, xp=xp)
+
+
+def _k_coverage(h: Array, *, xp: Namespace, be: Backend, lim: Limits, detach: bool) -> Array:
+    cov = 1.0 - bottom_fraction(h, xp=xp, be=be, lim=lim)
+    if lim.cast:
+        cov = xp.astype(cov, lim.odt)
     return be.stop_gradient(cov) if detach else cov
 
 
-def _k_rejection(h: Array, *, xp: Namespace, be: Backend, dtype: Any, target: float,
-                 policy: GradientPolicy) -> Array:
-    frac_bottom = _common.mean_of(be.stop_gradient(h), dtype, xp=xp)
+def rejection_value(h: Array, *, xp: Namespace, be: Backend, lim: Limits, target: float,
+                    policy: GradientPolicy) -> Array:
+    """``relu(target − (1 − mean(h)))²`` in ``lim.rdt`` (``h`` detached); the shortfall
+    is clipped at ``sqrt(S)`` (only a soft ``is_bottom`` outside ``[0, 1]`` reaches it)."""
+    frac_bottom = bottom_fraction(be.stop_gradient(h), xp=xp, be=be, lim=lim)
     if policy is GradientPolicy.REJECT:
         return xp.zeros_like(frac_bottom)
-    short = _common.relu(target - (1.0 - frac_bottom), xp=xp, be=be)
+    short = _common.clip(target - (1.0 - frac_bottom), 0.0, lim.root, xp=xp, be=be)
     return short * short
+
+
+def _k_rejection(h: Array, *, xp: Namespace, be: Backend, lim: Limits, target: float,
+                 policy: GradientPolicy) -> Array:
+    out = rejection_value(h, xp=xp, be=be, lim=lim, target=target, policy=policy)
+    return xp.astype(out, lim.odt) if lim.cast else out
 
 
 def coverage(outputs: Array | None, is_bottom: Array, *,
              policy: GradientPolicy | None = None) -> Array:
     """Finite-output rate ``1 − mean(is_bottom)`` over **all** elements (a 0-d array).
 
-    Computed in the library's default floating dtype (decision #12). ``outputs`` is
-    ignored (kept for the reference signature; it must come from the same library).
-    ``is_bottom``: bool, 0/1 integer or a floating "soft bottom" array. Policy
-    ``policy or get_policy("coverage")``: PROJECT/REJECT return a detached value;
-    CLAMP/PASSTHROUGH keep it attached (a floating ``is_bottom`` then receives the
-    gradient ``−1/N`` per element).
+    ``is_bottom``: bool, integer (nonzero = bottom) or a floating "soft bottom" array.
+    dtype: ``is_bottom``'s if floating, else the (real) dtype of ``outputs`` if floating,
+    else the library's default float. ``outputs`` is otherwise ignored (kept for the
+    reference signature; it must come from the same library). Policy ``policy or
+    get_policy("coverage")``: PROJECT/REJECT return a detached value; CLAMP/PASSTHROUGH
+    keep it attached (a floating ``is_bottom`` then receives the gradient ``−1/N`` per
+    element). An empty ``is_bottom`` gives 1; soft values are clipped to ``[−S, S]``.
     """
     p = _common.optional_policy(policy)
     xp = _common.namespace(("outputs", "is_bottom"), (outputs, is_bottom))
@@ -46,7 +83,8 @@ def coverage(outputs: Array | None, is_bottom: Array, *,
     be = get_backend(xp)
     if p is None:
         p = resolve_policy("coverage", traced=be.is_tracing(h))
-    out = be.fuse(_k_coverage)(h, xp=xp, be=be, dtype=_xp.default_float(xp, _xp.device(h)),
+    dt = value_dtype(xp, h, outputs)
+    out = be.fuse(_k_coverage)(h, xp=xp, be=be, lim=_safe.limits(xp, dt),
                                detach=p in _DETACHED)
     return _common.as_0d(out, h, xp=xp)
 
@@ -55,11 +93,12 @@ def rejection_loss(is_bottom: Array, target_coverage: float = 0.95, *,
                    policy: GradientPolicy | None = None) -> Array:
     """``relu(target_coverage − coverage)²``: penalises coverage below the target.
 
-    Never carries a gradient (``is_bottom`` is detached); computed in the library's
-    default floating dtype (decision #11). Policy ``policy or
+    Never carries a gradient (``is_bottom`` is detached). dtype: ``is_bottom``'s if it is
+    floating, else the library's default float (decision #11). Policy ``policy or
     get_policy("rejection_loss")``: REJECT returns 0. ``target_coverage`` must be finite
-    in ``[0, 1]`` (``ValueError``; the reference did not validate it). For a trainable
-    coverage signal use :func:`soft_coverage_loss`.
+    in ``[0, 1]`` (``ValueError``; the reference did not validate it). An empty
+    ``is_bottom`` gives 0. For a trainable coverage signal use
+    :func:`soft_coverage_loss`.
     """
     p = _common.optional_policy(policy)
     target = _common.threshold("target_coverage", target_coverage, le=1.0)
@@ -68,18 +107,27 @@ def rejection_loss(is_bottom: Array, target_coverage: float = 0.95, *,
     be = get_backend(xp)
     if p is None:
         p = resolve_policy("rejection_loss", traced=be.is_tracing(h))
-    out = be.fuse(_k_rejection)(h, xp=xp, be=be, dtype=_xp.default_float(xp, _xp.device(h)), target=target,
-                                policy=p)
+    lim = _safe.limits(xp, value_dtype(xp, h, None))
+    out = be.fuse(_k_rejection)(h, xp=xp, be=be, lim=lim, target=target, policy=p)
     return _common.as_0d(out, h, xp=xp)
 
 
 def _k_soft_coverage(Q: Array, *, xp: Namespace, be: Backend, tau: float,
-                     temperature: float, target: float) -> Array:
-    # sigmoid(z) = (1 + tanh(z/2)) / 2: no overflow anywhere, finite gradient everywhere
-    z = (_common.absval(Q, xp=xp, be=be) - tau) / temperature
+                     temperature: float, target: float, lim: Limits) -> Array:
+    if lim.cast:
+        Q = xp.astype(Q, lim.cdt)
+    n = _safe.numel(Q.shape)
+    if n is not None and n == 0:  # nothing to cover: coverage 1, penalty 0
+        return xp.zeros((), dtype=lim.odt, device=_xp.device(Q))
+    # sigmoid(z) = (1 + tanh(z/2)) / 2: no overflow anywhere, finite gradient everywhere;
+    # |Q| − tau is clipped at ±64·T first, so z stays in [−64, 64] (same values)
+    lim_x = min(_Z_MAX * temperature, lim.max)
+    x = _common.clip(_common.absval(Q, xp=xp, be=be) - tau, -lim_x, lim_x, xp=xp, be=be)
+    z = x / temperature
     p_mean = 0.5 + 0.5 * xp.mean(xp.tanh(0.5 * z))
     short = _common.relu(target - p_mean, xp=xp, be=be)
-    return short * short
+    out = short * short
+    return xp.astype(out, lim.odt) if lim.cast else out
 
 
 def soft_coverage_loss(Q: Array, tau: float, temperature: float, target: float,
@@ -89,6 +137,9 @@ def soft_coverage_loss(Q: Array, tau: float, temperature: float, target: float,
     ``mode`` must be ``"under"`` (penalise coverage below ``target``); ``tau`` finite
     ``≥ 0``; ``temperature`` finite ``> 0``; ``target`` finite in ``[0, 1]`` — all
     ``ValueError``. No defaults for ``tau``/``temperature``/``target`` (SPEC §5.5).
+    The value has ``Q``'s (real) dtype; ``tau`` beyond the dtype's range acts as
+    ``finfo.max``, ``temperature`` below its smallest normal as the smallest normal.
+    An empty ``Q`` gives 0.
     """
     if mode != "under":
         raise ValueError(f"mode must be 'under', got {mode!r}")
@@ -98,5 +149,8 @@ def soft_coverage_loss(Q: Array, tau: float, temperature: float, target: float,
     xp = _common.namespace(("Q",), (Q,))
     (q,) = _common.float_arrays(xp, ("Q",), (Q,))
     be = get_backend(xp)
-    out = be.fuse(_k_soft_coverage)(q, xp=xp, be=be, tau=t, temperature=temp, target=tgt)
+    lim = _safe.limits(xp, q.dtype)
+    temp = min(max(temp, lim.tiny), lim.max)
+    out = be.fuse(_k_soft_coverage)(q, xp=xp, be=be, tau=_safe.clamp(t, lim),
+                                    temperature=temp, target=tgt, lim=lim)
     return _common.as_0d(out, q, xp=xp)

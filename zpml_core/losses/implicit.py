@@ -4,26 +4,63 @@ from __future__ import annotations
 
 from zpml_core._registry import Backend, get_backend
 from zpml_core._xp import Array, Namespace
-from zpml_core.losses import _common
+from zpml_core.losses import _common, _safe
+from zpml_core.losses._safe import Limits
 
 __all__ = ["implicit_loss"]
 
 
-def _k_implicit(P: Array, Q: Array, Yn: Array, Yd: Array, *, xp: Namespace, be: Backend,
-                gamma: float, detach: bool, cplx: bool) -> Array:
-    # e = (P·Y_d − Q·Y_n)²,  s = Q²·Y_d² + P²·Y_n²   (|·|² for complex operands)
-    r = P * Yd - Q * Yn
-    a = Q * Yd
-    b = P * Yn
+def implicit_elements(P: Array, Q: Array, Yn: Array, Yd: Array, *, xp: Namespace,
+                      be: Backend, gamma: float, detach: bool, cplx: bool,
+                      lim: Limits) -> Array:
+    """Per-element ``e / (s + gamma)`` in scaled form (operands in ``lim.cdt``).
+
+    ``(P, Q)`` is divided by the power of two ``A`` and ``(Y_n, Y_d)`` by ``B``
+    (:func:`_safe.pair_scale`); ``e`` and ``s`` are homogeneous of degree 2 in each
+    tuple, so ``e/(s + gamma) = e'/(s' + gamma/(A·B)²)`` with the scaled ``e', s'``
+    (exact: power-of-two scaling). The scaled gamma term is capped at ``lim.g_cap``
+    (finite for tiny tuples, whose element is ``≈ 0`` either way) and the scaled
+    denominator is floored at ``lim.den_floor`` (``2^-499`` float64, ``2^-51`` float32;
+    scaled tuples are of order 1 and ``e' + s' ≥ 1/2``): the element is the formula's
+    value wherever that is below ``S/2^11`` (complex ``S/2^13``), and at most ``S``.
+    Scales are stop-gradient constants: the gradient is that of the formula.
+    """
+    a = _safe.pair_scale(P, Q, xp=xp, be=be, lim=lim, cplx=cplx)
+    b = _safe.pair_scale(Yn, Yd, xp=xp, be=be, lim=lim, cplx=cplx)
+    p, q = P / a, Q / a
+    yn, yd = Yn / b, Yd / b
+    # e = |P·Y_d − Q·Y_n|²,  s = |Q·Y_d|² + |P·Y_n|²   (scaled)
+    r = p * yd - q * yn
+    u = q * yd
+    v = p * yn
     if cplx:
         e = _common.abs2(r, xp=xp)
-        s = _common.abs2(a, xp=xp) + _common.abs2(b, xp=xp)
+        s = _common.abs2(u, xp=xp) + _common.abs2(v, xp=xp)
     else:
         e = r * r
-        s = a * a + b * b
+        s = u * u + v * v
     if detach:
         s = be.stop_gradient(s)
-    return xp.mean(e / (s + gamma))
+    if gamma > 0:
+        # gamma/(A·B)² (stop-gradient), capped: A·B may underflow to 0 for tiny tuples
+        # (the element is then ≈ 0 either way)
+        c = a * b
+        s = s + _common.clip(gamma / c / c, None, lim.g_cap, xp=xp, be=be)
+    floor = lim.den_floor_c if cplx else lim.den_floor
+    f = e / _common.clip(s, floor, None, xp=xp, be=be)
+    if lim.clip_out:
+        f = _common.clip(f, None, lim.sat, xp=xp, be=be)
+    return f
+
+
+def _k_implicit(P: Array, Q: Array, Yn: Array, Yd: Array, *, xp: Namespace, be: Backend,
+                gamma: float, detach: bool, cplx: bool, lim: Limits) -> Array:
+    if lim.cast:
+        P, Q, Yn, Yd = (xp.astype(v, lim.cdt) for v in (P, Q, Yn, Yd))
+    f = implicit_elements(P, Q, Yn, Yd, xp=xp, be=be, gamma=gamma, detach=detach,
+                          cplx=cplx, lim=lim)
+    out = _safe.mean(f, xp=xp)
+    return xp.astype(out, lim.odt) if lim.cast else out
 
 
 def implicit_loss(P: Array, Q: Array, Y_n: Array, Y_d: Array, gamma: float = 1e-9, *,
@@ -32,8 +69,16 @@ def implicit_loss(P: Array, Q: Array, Y_n: Array, Y_d: Array, gamma: float = 1e-
 
     Fits ``P/Q`` to the lifted target ``(Y_n, Y_d)`` without dividing by ``Q``.
     ``detach_scale=True`` stops the gradient through the scale ``s`` (same value).
-    No masking: NaN propagates; all-zero tuples with ``gamma=0`` give NaN. Complex
-    operands use moduli (``|·|²``); the result is real. ``gamma`` finite ``≥ 0``.
+    Complex operands use moduli (``|·|²``); the result is real, in the operands' (real)
+    dtype. ``gamma`` finite ``≥ 0``. Shapes: the package's one-way broadcasting rule.
+
+    Finite for every finite input: computed in scaled form (each tuple divided by a
+    power of two: exact), so every element equals the formula to rounding wherever it
+    is below ``S/2^13`` and saturates at a finite value in ``[S/2^13, S]`` above
+    (``x/0`` with ``gamma=0`` included); ``S`` is 1.7e153 (float64), 2.3e18 (float32),
+    see the package docstring. ``0/0`` (an all-zero tuple with ``gamma=0``) gives 0;
+    ``gamma`` below the smallest normal acts as 0. NaN and ±inf operands give NaN. An
+    empty input gives 0.
     """
     g = _common.threshold("gamma", gamma)
     if not isinstance(detach_scale, bool):
@@ -42,8 +87,9 @@ def implicit_loss(P: Array, Q: Array, Y_n: Array, Y_d: Array, gamma: float = 1e-
     p, q, yn, yd = _common.float_arrays(xp, ("P", "Q", "Y_n", "Y_d"), (P, Q, Y_n, Y_d))
     _common.common_shape([("P", p), ("Q", q), ("Y_n", yn), ("Y_d", yd)])
     be = get_backend(xp)
+    lim = _safe.limits(xp, p.dtype)
     out = be.fuse(_k_implicit)(
-        p, q, yn, yd, xp=xp, be=be, gamma=g, detach=detach_scale,
-        cplx=_common.is_complex(xp, p.dtype),
+        p, q, yn, yd, xp=xp, be=be, gamma=_safe.gamma_value(g, lim), detach=detach_scale,
+        cplx=_common.is_complex(xp, p.dtype), lim=lim,
     )
     return _common.as_0d(out, p, xp=xp)

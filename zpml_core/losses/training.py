@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
 
 from zpml_core import _xp
 from zpml_core._registry import Backend, get_backend
 from zpml_core._xp import Array, Namespace
 from zpml_core.autodiff.policies import GradientPolicy, resolve_policy
-from zpml_core.losses import _common
-from zpml_core.losses.coverage import _k_rejection
-from zpml_core.losses.margin import _k_margin
-from zpml_core.losses.sign import _k_sign
+from zpml_core.losses import _common, _safe
+from zpml_core.losses._safe import Limits
+from zpml_core.losses.coverage import rejection_value, value_dtype
+from zpml_core.losses.margin import margin_value, needs_saturation
+from zpml_core.losses.sign import sign_params, sign_value
 
-__all__ = ["LossConfig", "SCMTrainingLoss"]
+__all__ = ["LOSS_WEIGHT_KEYS", "LossConfig", "SCMTrainingLoss"]
 
 BREAKDOWN_KEYS = ("fit", "margin", "sign", "rejection", "total")
+#: the keys of ``SCMTrainingLoss(...)(..., loss_weights=...)``: the term names, and the
+#: ``LossConfig`` field names as aliases of the weighted terms
+LOSS_WEIGHT_KEYS = ("fit", "margin", "sign", "rejection", "lambda_margin", "lambda_sign",
+                    "lambda_rej")
+_TERMS = ("fit", "margin", "sign", "rejection")
+_ALIASES = {"lambda_margin": "margin", "lambda_sign": "sign", "lambda_rej": "rejection"}
+_NO_WEIGHTS: tuple[None, ...] = (None, None, None, None)
 _ARG_NAMES = ("fit_loss", "P", "Q", "Y_n", "Y_d", "is_bottom", "mask_finite", "mask_singular",
               "tau_train")
 
@@ -49,46 +57,112 @@ class LossConfig:
 
 
 def _k_training(fit: Array, P: Array, Q: Array, Yn: Array, Yd: Array, h: Array | None,
-                mf: Array | None, ms: Array | None, tau_array: Array | None, *,
-                xp: Namespace, be: Backend,
-                tau: float, gamma: float, eps: float, lam_margin: float, lam_sign: float,
-                lam_rej: float, target: float, policy: GradientPolicy, cplx: bool,
-                dtype: Any) -> tuple[Array, ...]:
-    margin = _k_margin(Q, mf, tau_array, xp=xp, be=be, tau=tau, conditional=False)
-    sign = _k_sign(P, Q, Yn, Yd, ms, xp=xp, be=be, gamma=gamma, eps=eps, cplx=cplx)
-    total = fit + lam_margin * margin + lam_sign * sign
+                mf: Array | None, ms: Array | None, tau_array: Array | None,
+                weights: tuple[Array | None, ...], *, xp: Namespace, be: Backend,
+                tau: float, saturate: bool, gamma: float, sqrt_g: float, eps: float,
+                lams: tuple[float, ...], target: float, policy: GradientPolicy, cplx: bool,
+                lim: Limits, lim_rej: Limits, lim_tot: Limits) -> tuple[Array, ...]:
+    if lim.cast:
+        P, Q, Yn, Yd = (xp.astype(v, lim.cdt) for v in (P, Q, Yn, Yd))
+        if tau_array is not None:
+            tau_array = xp.astype(tau_array, lim.rdt)
+    margin = margin_value(Q, mf, tau_array, xp=xp, be=be, tau=tau, conditional=False,
+                          saturate=saturate, lim=lim)
+    sign = sign_value(P, Q, Yn, Yd, ms, xp=xp, be=be, gamma=gamma, sqrt_g=sqrt_g, eps=eps,
+                      cplx=cplx)
+    tdt = lim_tot.rdt
+
+    def weighted(x: Array, i: int) -> Array:
+        if x.dtype != tdt:
+            x = xp.astype(x, tdt)
+        w = weights[i]
+        if w is not None:
+            return w * x
+        return x if lams[i] == 1.0 else lams[i] * x
+
+    total = weighted(fit, 0) + weighted(margin, 1) + weighted(sign, 2)
     if h is None:
         rej = xp.zeros_like(fit)
     else:
-        rej = _k_rejection(h, xp=xp, be=be, dtype=dtype, target=target, policy=policy)
-        total = total + lam_rej * (rej if rej.dtype == total.dtype else xp.astype(rej, total.dtype))
+        rej = rejection_value(h, xp=xp, be=be, lim=lim_rej, target=target, policy=policy)
+        total = total + weighted(rej, 3)
+        if lim_rej.cast:
+            rej = xp.astype(rej, lim_rej.odt)
+    # every weighted term is finite; their sum saturates at finfo.max (gradient 0 there)
+    total = _common.clip(total, None, lim_tot.out_max, xp=xp, be=be)
+    if lim_tot.cast:
+        total = xp.astype(total, lim_tot.odt)
+    if lim.cast:
+        margin, sign = xp.astype(margin, lim.odt), xp.astype(sign, lim.odt)
     sg = be.stop_gradient
     return total, sg(fit), sg(margin), sg(sign), rej, sg(total)
+
+
+def _weight_items(loss_weights: object) -> dict[str, tuple[str, object]]:
+    """``{term: (key, value)}`` of a ``loss_weights`` mapping (keys validated)."""
+    if loss_weights is None:
+        return {}
+    if not isinstance(loss_weights, Mapping):
+        raise TypeError(
+            f"loss_weights must be a mapping of str to weight, or None, got "
+            f"{_xp._type_name(loss_weights)}"
+        )
+    out: dict[str, tuple[str, object]] = {}
+    for k, v in loss_weights.items():
+        if k not in LOSS_WEIGHT_KEYS:
+            raise ValueError(
+                f"loss_weights has the unknown key {k!r}; allowed keys: "
+                f"{', '.join(map(repr, LOSS_WEIGHT_KEYS))}"
+            )
+        term = _ALIASES.get(k, str(k))
+        if term in out:
+            raise ValueError(
+                f"loss_weights gives the weight of the {term!r} term twice: as "
+                f"{out[term][0]!r} and as {k!r}"
+            )
+        out[term] = (k, v)
+    return out
 
 
 class SCMTrainingLoss:
     """``fit + λ_margin·margin + λ_sign·sign + λ_rej·rejection`` (SPEC §5.7).
 
     ``loss_fn(fit_loss, P, Q, Y_n, Y_d, *, is_bottom=None, mask_finite=None,
-    mask_singular=None, tau_train=None) → (total, breakdown)``:
+    mask_singular=None, tau_train=None, loss_weights=None) → (total, breakdown)``:
 
-    * ``fit_loss``: the caller's fit term (typically :func:`implicit_loss`), an array;
+    * ``fit_loss``: the caller's fit term (typically :func:`implicit_loss`), a 0-d array
+      (or a Python real); any other shape raises ``ValueError``;
+    * ``P, Q, Y_n, Y_d``: the package's one-way broadcasting rule (``ValueError`` naming
+      the arguments when their broadcast would enlarge the largest of them);
     * ``margin = margin_loss(Q, tau, mask_finite)`` (population reduction) with
       ``tau = config.tau_train`` unless ``tau_train`` is given (a real, or a 0-d array:
       a threshold sampled inside a jitted step then never retraces);
     * ``sign = sign_consistency_loss(P, Q, Y_n, Y_d, gamma, mask_singular, epsilon_sing)``;
     * ``rejection = rejection_loss(is_bottom, target_coverage,
-      policy=get_policy("rejection_loss"))``, or 0 in ``fit_loss``'s dtype without
+      policy=get_policy("rejection_loss"))`` in ``is_bottom``'s dtype if it is floating,
+      else in the (real) dtype of ``P`` — or 0 in ``fit_loss``'s dtype without
       ``is_bottom``;
+    * ``loss_weights``: per-call weights, a mapping whose keys are the terms ``"fit"``,
+      ``"margin"``, ``"sign"``, ``"rejection"`` or the aliases ``"lambda_margin"``,
+      ``"lambda_sign"``, ``"lambda_rej"`` (:data:`LOSS_WEIGHT_KEYS`). Rule: a given
+      weight **replaces** the configured weight of its term (``fit``: 1, the others
+      ``config.lambda_*``); a missing key keeps it. Values: finite reals ``≥ 0``, or
+      0-d real arrays (e.g. traced values inside ``jax.jit``: a new value never
+      retraces; arrays are not range-checked). Unknown keys, or one term named twice
+      (``"margin"`` and ``"lambda_margin"``) → ``ValueError``;
+    * ``total`` has the promoted dtype of ``fit_loss`` and ``P``'s real dtype; it
+      saturates at that dtype's ``finfo.max`` (every term is finite, see the package
+      docstring; a Python weight beyond the computation dtype's range acts as its
+      ``finfo.max``);
     * ``breakdown``: ``{"fit", "margin", "sign", "rejection", "total"}`` as detached
-      0-d arrays (no host sync; convert at the logging boundary).
+      0-d arrays (no host sync; convert at the logging boundary); the terms unweighted.
 
     Everything runs as one fused kernel per call (one XLA computation on JAX). The
     configuration is read-only: build a new loss for new weights/thresholds (safe to
-    close over in ``jax.jit``), or pass ``tau_train=`` per call.
+    close over in ``jax.jit``), or pass ``tau_train=``/``loss_weights=`` per call.
     """
 
-    __slots__ = ("_config",)
+    __slots__ = ("_config", "_lams")
 
     def __init__(self, config: LossConfig | None = None) -> None:
         if config is None:
@@ -96,6 +170,7 @@ class SCMTrainingLoss:
         if not isinstance(config, LossConfig):
             raise TypeError(f"config must be a LossConfig or None, got {type(config).__name__}")
         self._config = config
+        self._lams = (1.0, config.lambda_margin, config.lambda_sign, config.lambda_rej)
 
     @property
     def config(self) -> LossConfig:
@@ -107,22 +182,34 @@ class SCMTrainingLoss:
     def __call__(self, fit_loss: Array, P: Array, Q: Array, Y_n: Array, Y_d: Array, *,
                  is_bottom: Array | None = None, mask_finite: Array | None = None,
                  mask_singular: Array | None = None,
-                 tau_train: float | Array | None = None) -> tuple[Array, dict[str, Array]]:
+                 tau_train: float | Array | None = None,
+                 loss_weights: Mapping[str, float | Array] | None = None,
+                 ) -> tuple[Array, dict[str, Array]]:
         cfg = self._config
-        xp = _common.namespace(_ARG_NAMES, (fit_loss, P, Q, Y_n, Y_d, is_bottom, mask_finite,
-                                             mask_singular, tau_train))
+        items = _weight_items(loss_weights)
+        w_names = tuple(f"loss_weights[{k!r}]" for k, _ in items.values())
+        w_values = tuple(v for _, v in items.values())
+        xp = _common.namespace((*_ARG_NAMES, *w_names),
+                               (fit_loss, P, Q, Y_n, Y_d, is_bottom, mask_finite,
+                                mask_singular, tau_train, *w_values))
         p, q, yn, yd = _common.float_arrays(xp, ("P", "Q", "Y_n", "Y_d"), (P, Q, Y_n, Y_d))
+        lim = _safe.limits(xp, p.dtype)
         if tau_train is None:
             tau, tau_a = cfg.tau_train, None
         else:
             tau, tau_a = _common.threshold_or_array("tau_train", tau_train, xp=xp, like=q)
+        tau = _safe.clamp(tau, lim)
         if _xp.is_array(fit_loss):
             fit = fit_loss
             if not _common.kind(xp, fit.dtype)[0]:
                 fit = _xp.to_float(xp, fit)
+            if tuple(fit.shape) != ():
+                raise ValueError(
+                    f"fit_loss must be a 0-d array (a scalar loss), got shape "
+                    f"{tuple(fit.shape)}"
+                )
         elif isinstance(fit_loss, (int, float)) and not isinstance(fit_loss, bool):
-            fit = xp.asarray(float(fit_loss), dtype=_xp.real_dtype(xp, q.dtype),
-                             device=_xp.device(q))
+            fit = xp.asarray(float(fit_loss), dtype=lim.odt, device=_xp.device(q))
         else:
             raise TypeError(f"fit_loss must be an array, got {type(fit_loss).__name__}")
         shape = _common.common_shape([("P", p), ("Q", q), ("Y_n", yn), ("Y_d", yd)])
@@ -131,14 +218,22 @@ class SCMTrainingLoss:
         be = get_backend(xp)
         policy = GradientPolicy.CLAMP
         h = None
+        lim_rej = lim
         if is_bottom is not None:
             h = _common.soft_mask(xp, is_bottom, "is_bottom")
             policy = resolve_policy("rejection_loss", traced=be.is_tracing(q))
+            lim_rej = _safe.limits(xp, value_dtype(xp, h, p))
+        if fit.dtype == lim.odt and not lim.cast and lim.cdt == lim.odt:
+            lim_tot = lim
+        else:
+            lim_tot = _safe.limits(xp, _xp.result_dtype(xp, fit.dtype, lim.odt))
+        lams, weights = self._weights(items, xp, fit, lim_tot)
+        g, sqrt_g, eps = sign_params(cfg.gamma, cfg.epsilon_sing, lim)
         total, fit_d, margin, sign, rej, total_d = be.fuse(_k_training)(
-            fit, p, q, yn, yd, h, mf, ms, tau_a, xp=xp, be=be, tau=tau, gamma=cfg.gamma,
-            eps=cfg.epsilon_sing, lam_margin=cfg.lambda_margin, lam_sign=cfg.lambda_sign,
-            lam_rej=cfg.lambda_rej, target=cfg.target_coverage, policy=policy,
-            cplx=_common.is_complex(xp, p.dtype), dtype=_xp.default_float(xp, _xp.device(q)),
+            fit, p, q, yn, yd, h, mf, ms, tau_a, weights, xp=xp, be=be, tau=tau,
+            saturate=needs_saturation(tau, tau_a, lim), gamma=g, sqrt_g=sqrt_g, eps=eps,
+            lams=lams, target=cfg.target_coverage, policy=policy,
+            cplx=_common.is_complex(xp, p.dtype), lim=lim, lim_rej=lim_rej, lim_tot=lim_tot,
         )
         if type(total) is not type(q):  # numpy reductions give numpy scalars
             total, fit_d, margin, sign, rej, total_d = (
@@ -147,3 +242,24 @@ class SCMTrainingLoss:
         return total, {
             "fit": fit_d, "margin": margin, "sign": sign, "rejection": rej, "total": total_d,
         }
+
+    def _weights(self, items: dict[str, tuple[str, object]], xp: Namespace, fit: Array,
+                 lim_tot: Limits) -> tuple[tuple[float, ...], tuple[Array | None, ...]]:
+        """``(static weights, array weights)`` of the four terms (config, then per call)."""
+        if not items:
+            lams: tuple[float, ...] = self._lams
+            if max(lams) > lim_tot.max:
+                lams = tuple(_safe.clamp(v, lim_tot) for v in lams)
+            return lams, _NO_WEIGHTS
+        out_l = list(self._lams)
+        out_w: list[Array | None] = [None] * 4
+        for i, term in enumerate(_TERMS):
+            if term in items:
+                key, value = items[term]
+                v, w = _common.threshold_or_array(f"loss_weights[{key!r}]", value, xp=xp,
+                                                  like=fit)
+                if w is not None and w.dtype != lim_tot.rdt:
+                    w = xp.astype(w, lim_tot.rdt)
+                out_l[i], out_w[i] = (1.0 if w is not None else v), w
+            out_l[i] = _safe.clamp(out_l[i], lim_tot)
+        return tuple(out_l), tuple(out_w)
