@@ -23,16 +23,25 @@ floating parameters and inputs cast to ``amp_dtype`` (float16 becomes bfloat16 e
 GPU); the outputs are cast back to the parameter dtype before the loss, gradients flow
 to the full-precision master parameters, and the optax update runs in full precision.
 
-Checkpoints: an ``.npz`` (written through a file handle, so the path is kept as given)
-holding every parameter and optimizer-state leaf plus the JSON metadata as bytes, read
-with ``numpy.load(allow_pickle=False)``; the pytree structure comes from the live
-trainer and must match (``ValueError`` otherwise).
+Non-finite gradients: the jitted step computes ``finite = all(isfinite(g))`` over the
+update's (accumulated, averaged) gradients and selects, per leaf, the old parameters and
+optimizer state where it is False — the update is skipped on the device, with no host
+sync; ``not finite`` travels back with the metrics (see ``TrainingEngine.train_step``).
+Cost: nothing measurable on a 2×256 MLP; on the guide's tiny 2×64 head XLA:CPU spends
+roughly 40–90 µs more per step (~170 µs) once both parameters and optimizer state are
+selected (optax's ``apply_if_finite`` costs more).
+
+Checkpoints: an ``.npz`` holding every parameter and optimizer-state leaf plus the JSON
+metadata as bytes (with each leaf's pytree key path), sealed and written atomically by
+:mod:`zpml_core.training.checkpoint`, read with ``numpy.load(allow_pickle=False)`` after
+the seal is verified. The pytree structure comes from the live trainer: leaf count, key
+paths, shapes and dtypes must match (``CheckpointError`` otherwise) before anything is
+replaced.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import warnings
 from collections import deque
@@ -42,6 +51,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from zpml_backends._jax_checkpoint import JaxCheckpointMixin, read_metadata
 
 from zpml_core.training.engine import (
     PreparedBatch,
@@ -182,7 +192,7 @@ def _cast_floating(tree: Any, dtype: Any) -> Any:
     return jax.tree_util.tree_map(cast, tree)
 
 
-class JaxEngine(TrainingEngine):
+class JaxEngine(JaxCheckpointMixin, TrainingEngine):
     name = "jax"
     #: metrics are read back every ``pipeline_depth`` steps (and at epoch end) in one
     #: transfer: a per-step host sync costs ~30 % of a small jitted step on CPU. The
@@ -282,18 +292,27 @@ class JaxEngine(TrainingEngine):
         (loss, outputs), grads = jax.value_and_grad(self._objective, has_aux=True)(
             params, inputs, targets, semantic, tau, epoch, step, weights
         )
-        vec = _pack(batch_metrics(loss, jax.lax.stop_gradient(outputs), tau, xp=jnp))
+        metrics = batch_metrics(loss, jax.lax.stop_gradient(outputs), tau, xp=jnp)
         if acc is not None:
             grads = jax.tree_util.tree_map(jnp.add, acc, grads)
         if not update:
-            return params, opt_state, grads, vec
+            return params, opt_state, grads, _pack((*metrics, 0.0))
         if n is not None:  # average over the accumulation group
             grads = jax.tree_util.tree_map(lambda g: g / n, grads)
         import optax
 
-        updates, opt_state = self.optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return params, opt_state, None, vec
+        # one fused concatenate + isfinite + all (a per-leaf all() costs a kernel each)
+        flat = jnp.concatenate([jnp.ravel(g) for g in jax.tree_util.tree_leaves(grads)])
+        finite = jnp.all(jnp.isfinite(flat))
+        updates, new_state = self.optimizer.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+
+        def keep(new: Any, old: Any) -> Any:  # skip the update unless finite
+            return jnp.where(finite, new, old)
+
+        params = jax.tree_util.tree_map(keep, new_params, params)
+        opt_state = jax.tree_util.tree_map(keep, new_state, opt_state)
+        return params, opt_state, None, _pack((*metrics, ~finite))
 
     def _eval(self, params: Any, inputs: Any, targets: Any, semantic: Any, tau: Any, epoch: Any,
               step: Any, weights: Any) -> Any:
@@ -372,11 +391,18 @@ class JaxEngine(TrainingEngine):
         self._before.append(before)
         return vec
 
-    def finalize(self, ok: bool) -> None:
+    def finalize(self, ok: bool, grads_finite: bool = True) -> None:
+        # a non-finite-gradient update was already skipped on the device
         before = self._before.popleft()
         if not ok:  # back to the state before the failed step; later steps are dropped
             self.params, self.opt_state, self.acc = before
             self._before.clear()
+
+    def state_note(self) -> str:
+        leaves = jax.tree_util.tree_leaves(self.params)
+        if not all(bool(jnp.all(jnp.isfinite(a))) for a in leaves):
+            return "some parameters were already not finite before this step"
+        return ""
 
     def begin_fit(self) -> None:
         self.acc = None
@@ -423,62 +449,6 @@ class JaxEngine(TrainingEngine):
 
         return f"jax {jax.__version__}, optax {optax.__version__}"
 
-    def _trees(self) -> dict[str, Any]:
-        return {"params": self.params, "opt_state": self.opt_state}
-
-    def save(self, path: str, metadata: Mapping[str, Any], *, include_optimizer: bool = True) -> None:
-        arrays: dict[str, Any] = {}
-        structure = {}
-        for name, tree in self._trees().items():
-            if name == "opt_state" and not include_optimizer:
-                continue
-            leaves, treedef = jax.tree_util.tree_flatten(tree)
-            structure[name] = str(treedef)
-            for i, leaf in enumerate(leaves):
-                arrays[f"{name}/{i:05d}"] = np.asarray(leaf)
-        meta = dict(metadata)
-        meta["pytree_structure"] = structure
-        blob = json.dumps(meta, sort_keys=True, allow_nan=False).encode("utf-8")
-        arrays["__meta__"] = np.frombuffer(blob, dtype=np.uint8)
-        with open(path, "wb") as fh:
-            np.savez(fh, **arrays)
-
-    def load(self, path: str, *, weights_only: bool = False) -> dict[str, Any]:
-        with np.load(path, allow_pickle=False) as data:
-            if "__meta__" not in data.files:
-                raise ValueError(f"{path} is not a zpml_core JAX checkpoint")
-            meta: dict[str, Any] = json.loads(bytes(data["__meta__"]).decode("utf-8"))
-            restored = {}
-            for name, tree in self._trees().items():
-                if name == "opt_state" and weights_only:
-                    continue
-                leaves, treedef = jax.tree_util.tree_flatten(tree)
-                keys = sorted(k for k in data.files if k.startswith(name + "/"))
-                if not keys and name == "opt_state":
-                    raise ValueError(f"{path} has no optimizer state")
-                if len(keys) != len(leaves):
-                    raise ValueError(
-                        f"{path}: {name} has {len(keys)} leaves, the trainer's {name} has "
-                        f"{len(leaves)} (different model or optimizer?)"
-                    )
-                new = []
-                for k, leaf in zip(keys, leaves, strict=True):
-                    a = data[k]
-                    ref = np.asarray(leaf)
-                    if a.shape != ref.shape or a.dtype != ref.dtype:
-                        raise ValueError(
-                            f"{path}: {k} has shape {a.shape} dtype {a.dtype}, expected "
-                            f"{ref.shape} {ref.dtype}"
-                        )
-                    new.append(self.to_framework(a))
-                restored[name] = jax.tree_util.tree_unflatten(treedef, new)
-        self.params = restored["params"]
-        if not weights_only:
-            self.opt_state = restored["opt_state"]
-        self.acc = None
-        self._before.clear()
-        return meta
-
     @property
     def model(self) -> Any:
         if self._eqx_static is not None:
@@ -486,11 +456,6 @@ class JaxEngine(TrainingEngine):
 
             return eqx.combine(self.params, self._eqx_static)
         return FunctionalModel(self.apply, self.params)
-
-
-def read_metadata(path: str) -> dict[str, Any]:
-    with np.load(path, allow_pickle=False) as data:
-        return json.loads(bytes(data["__meta__"]).decode("utf-8"))
 
 
 class JaxTraining(TrainingSupport):

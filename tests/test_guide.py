@@ -243,10 +243,16 @@ EXPECTED_FREE = [
 
 @pytest.fixture
 def restore_torch_dtype() -> Any:
+    """Restores torch's global state the guide's test changes (default dtype, thread
+    count, RNG), so later tests in the same worker do not depend on test order."""
     torch = pytest.importorskip("torch")
     before = torch.get_default_dtype()
+    threads = torch.get_num_threads()
+    rng = torch.random.get_rng_state()
     yield
     torch.set_default_dtype(before)
+    torch.set_num_threads(threads)
+    torch.random.set_rng_state(rng)
 
 
 def test_guide_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -5,9 +5,11 @@ when a trainer is built for a torch ``nn.Module`` or a JAX ``(apply_fn, params)`
 """
 
 from zpml_core.training.calibration import TauCalibration, calibrate_tau_infer, evaluate_tau
+from zpml_core.training.checkpoint import CheckpointError
 from zpml_core.training.config import SCHEDULER_CADENCES, TrainingConfig
 from zpml_core.training.curriculum import LinearRamp, LossWeightsCurriculum
 from zpml_core.training.data import ArrayLoader
+from zpml_core.training.engine import NonFiniteGradientWarning
 from zpml_core.training.sampler import (
     AdaptiveSampler,
     AdaptiveSamplerConfig,
@@ -24,8 +26,10 @@ __all__ = [
     "AdaptiveSampler",
     "AdaptiveSamplerConfig",
     "ArrayLoader",
+    "CheckpointError",
     "LinearRamp",
     "LossWeightsCurriculum",
+    "NonFiniteGradientWarning",
     "SCMTrainer",
     "SemanticTargets",
     "TauCalibration",

@@ -21,13 +21,14 @@ masks production uses, on any array-API library.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from zpml_core import _xp
 from zpml_core._xp import Array
 from zpml_core.inference import InferenceConfig, strict_inference
+from zpml_core.training.metrics import check_shapes
 
 __all__ = ["TauCalibration", "calibrate_tau_infer", "evaluate_tau"]
 
@@ -56,56 +57,124 @@ class TauCalibration:
         }
 
 
+def _real_arg(name: str, value: object, **kw: Any) -> float | None:
+    if _xp.is_bool_scalar(value):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return _xp.check_real(name, value, **kw)
+
+
+def _rows(mask: Array, *, xp: Any, any_: bool) -> Array:
+    """Elementwise mask → per-sample mask (reduced over every axis after the first)."""
+    if mask.ndim <= 1:
+        return mask
+    axes = tuple(range(1, mask.ndim))
+    return xp.any(mask, axis=axes) if any_ else xp.all(mask, axis=axes)
+
+
+def _q_float_dtype(xp: Any, Q: Array) -> Any:
+    """``Q``'s floating dtype (integer/bool ``Q`` is decoded in the default float)."""
+    return Q.dtype if _xp.is_floating(xp, Q.dtype) else _xp.default_float(xp, _xp.device(Q))
+
+
+def _check_tau(name: str, tau: float, xp: Any, Q: Array) -> None:
+    """``ValueError`` naming ``name`` if ``tau`` rounds to 0 in ``Q``'s dtype (strict
+    inference could not use it)."""
+    from zpml_core.inference import _tau_underflows
+
+    dt = _q_float_dtype(xp, Q)
+    if _tau_underflows(xp, dt, tau):
+        tiny = float(xp.finfo(_xp.real_dtype(xp, dt)).smallest_normal)
+        raise ValueError(
+            f"{name}={tau!r} underflows to 0.0 in Q's dtype {dt}; thresholds must be "
+            f">= finfo({dt}).smallest_normal = {tiny:g}"
+        )
+
+
 def evaluate_tau(P: Array, Q: Array, y_true: Array, tau: float) -> dict[str, float]:
     """Strict-inference statistics of one threshold on held-out data.
 
-    ``coverage``: accepted share of samples whose targets are all finite; ``rmse`` over
-    the accepted finite-target elements (NaN if none); ``false_finite_frac``: share of
-    samples with a non-finite target that were decoded as finite (NaN if none);
-    ``bottom_frac``: share of all samples that are bottom.
+    Shapes: ``y_true`` has exactly ``P``'s shape and ``Q`` ``P``'s leading shape
+    (``Q.shape == P.shape[:Q.ndim]``); anything else → ``ValueError`` naming the arrays
+    (a ``(N, 1)`` target column next to ``(N,)`` predictions would otherwise be compared
+    all-pairs). A sample is the index along the first axis.
+
+    ``coverage``: accepted (no bottom in the sample) share of samples whose targets are
+    all finite; ``rmse`` over the elements of those accepted samples (NaN if none),
+    computed in at least float32 and scaled so that it never overflows before the final
+    value; ``false_finite_frac``: share of samples with a non-finite target that were
+    decoded as finite (NaN if none); ``bottom_frac``: share of all samples that are
+    bottom.
     """
-    xp = _xp.namespace(P, Q, y_true)
-    res = strict_inference(P, Q, config=InferenceConfig(tau_infer=tau))
+    xp = _xp.namespace(P, Q, y_true, names=("P", "Q", "y_true"))
+    check_shapes(P, Q, [("y_true", y_true)])
+    t = _real_arg("tau", tau, gt=0.0)
+    assert t is not None
+    _check_tau("tau", t, xp, Q)
+    res = strict_inference(P, Q, config=InferenceConfig(tau_infer=t))
     decoded, bottom = res[0], res[1]
     y = _xp.to_float(xp, y_true)
     fin_el = xp.isfinite(y)
-    fin_row = xp.all(fin_el, axis=tuple(range(1, y.ndim))) if y.ndim > 1 else fin_el
-    acc_row = fin_row & ~bottom
+    fin_row = _rows(fin_el, xp=xp, any_=False)
+    bot_row = _rows(bottom, xp=xp, any_=True)
+    acc_row = fin_row & ~bot_row
     acc_el = acc_row
     while acc_el.ndim < decoded.ndim:
         acc_el = acc_el[..., None]
     acc_el = xp.broadcast_to(acc_el, decoded.shape)
-    err = xp.where(acc_el, decoded - xp.where(fin_el, y, 0.0), 0.0)
+    # the error in at least float32, halved (never overflows), then scaled by its
+    # largest magnitude before squaring: rmse = 2·m·sqrt(mean((e/m)²))
+    wide = xp.result_type(decoded.dtype, y.dtype, xp.float32)
+    d = xp.astype(decoded, wide) if decoded.dtype != wide else decoded
+    yw = xp.astype(y, wide) if y.dtype != wide else y
+    half = xp.where(acc_el, d * 0.5 - xp.where(fin_el, yw, 0.0) * 0.5, 0.0)
 
     def count(m: Array) -> float:
         return float(xp.sum(xp.astype(m, _xp.default_int(xp, _xp.device(m)))))
 
-    n = bottom.shape[0] if bottom.ndim else 1
+    n = bot_row.shape[0] if bot_row.ndim else 1
     n_fin = count(fin_row)
     n_acc = count(acc_row)
     n_acc_el = count(acc_el)
     n_bot_t = count(~fin_row)
-    n_ff = count(~fin_row & ~bottom)
-    sse = float(xp.sum(err * err))
+    n_ff = count(~fin_row & ~bot_row)
     nan = float("nan")
+    rmse = nan
+    if n_acc_el:
+        m = float(xp.max(xp.abs(half))) if half.ndim else abs(float(half))
+        if m == 0.0:
+            rmse = 0.0
+        else:
+            r = half / m
+            rmse = 2.0 * m * math.sqrt(float(xp.sum(r * r)) / n_acc_el)
     return {
-        "tau": float(tau),
+        "tau": t,
         "coverage": n_acc / n_fin if n_fin else nan,
-        "rmse": math.sqrt(sse / n_acc_el) if n_acc_el else nan,
+        "rmse": rmse,
         "false_finite_frac": n_ff / n_bot_t if n_bot_t else nan,
-        "bottom_frac": count(bottom) / n if n else nan,
+        "bottom_frac": count(bot_row) / n if n else nan,
     }
 
 
 def _default_candidates(Q: Array, tau_train: float | None) -> list[float]:
+    """81 log-spaced values from ``max(1e-9, finfo(Q).smallest_normal)`` up to
+    ``tau_train`` (or the largest finite ``|Q|``), plus ``tau_train``."""
     xp = _xp.namespace(Q)
     a = xp.abs(_xp.to_float(xp, Q))
-    fin = xp.isfinite(a)
-    hi = float(xp.max(xp.where(fin, a, 0.0))) if a.size else 1.0
+    tiny = float(xp.finfo(_xp.real_dtype(xp, _q_float_dtype(xp, Q))).smallest_normal)
+    floor = max(1e-9, tiny)  # never a threshold that underflows in Q's dtype
     if tau_train is not None:
+        if tau_train < floor:
+            raise ValueError(
+                f"tau_train={tau_train!r} is below the smallest default candidate "
+                f"{floor:g} (max(1e-9, finfo({a.dtype}).smallest_normal)); pass "
+                "candidates= explicitly"
+            )
         hi = tau_train
-    hi = max(hi, 1e-12)
-    lo = min(1e-9, hi)
+    else:
+        fin = xp.isfinite(a)
+        hi = float(xp.max(xp.where(fin, a, 0.0))) if a.size else 1.0
+    hi = max(hi, floor)
+    lo = floor
     k = 81
     out = [lo * (hi / lo) ** (i / (k - 1)) for i in range(k)] if hi > lo else [hi]
     return sorted(set(out + ([tau_train] if tau_train is not None else [])))
@@ -123,22 +192,32 @@ def calibrate_tau_infer(
 ) -> TauCalibration:
     """Pick ``tau_infer`` from held-out predictions (rule in the module docstring).
 
-    ``P``, ``Q``: model outputs on held-out inputs (``Q`` one denominator per sample);
-    ``y_true``: targets with ``P``'s shape (±inf/NaN mark bottom targets).
-    ``candidates``: thresholds to try (default: 81 log-spaced values from 1e-9 up to
-    ``tau_train``, or up to the largest ``|Q|``). Returns a :class:`TauCalibration`.
+    ``P``, ``Q``: model outputs on held-out inputs (``Q`` one denominator per sample:
+    ``P``'s shape or its leading part); ``y_true``: targets with exactly ``P``'s shape
+    (±inf/NaN mark bottom targets); other shapes → ``ValueError`` naming them.
+    ``candidates``: thresholds to try (default: 81 log-spaced values from
+    ``max(1e-9, finfo(Q.dtype).smallest_normal)`` up to ``tau_train``, or up to the
+    largest ``|Q|``); a candidate that underflows to 0 in ``Q``'s dtype →
+    ``ValueError`` naming ``candidates[i]``. Returns a :class:`TauCalibration`.
     """
-    tc = _xp.check_real("target_coverage", target_coverage, ge=0.0, le=1.0)
-    me = _xp.check_real("max_error", max_error, ge=0.0, allow_none=True)
-    tt = _xp.check_real("tau_train", tau_train, gt=0.0, allow_none=True)
+    xp = _xp.namespace(P, Q, y_true, names=("P", "Q", "y_true"))
+    check_shapes(P, Q, [("y_true", y_true)])
+    tc = _real_arg("target_coverage", target_coverage, ge=0.0, le=1.0)
+    me = _real_arg("max_error", max_error, ge=0.0, allow_none=True)
+    tt = _real_arg("tau_train", tau_train, gt=0.0, allow_none=True)
     assert tc is not None
     if candidates is None:
         cands = _default_candidates(Q, tt)
     else:
+        if isinstance(candidates, (str, bytes)) or not isinstance(candidates, Iterable):
+            raise TypeError(
+                f"candidates must be a sequence of real numbers or None, got {type(candidates).__name__}"
+            )
         cands = []
         for i, c in enumerate(candidates):
-            v = _xp.check_real(f"candidates[{i}]", c, gt=0.0)
+            v = _real_arg(f"candidates[{i}]", c, gt=0.0)
             assert v is not None
+            _check_tau(f"candidates[{i}]", v, xp, Q)
             cands.append(v)
         if not cands:
             raise ValueError("candidates must not be empty")

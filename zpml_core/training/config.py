@@ -10,22 +10,42 @@ import hashlib
 import json
 import math
 import numbers
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from zpml_core import _xp
 from zpml_core.training.curriculum import LossWeightsCurriculum
 
-__all__ = ["SCHEDULER_CADENCES", "TrainingConfig", "config_hash", "config_identity"]
+__all__ = [
+    "SCHEDULER_CADENCES",
+    "TrainingConfig",
+    "check_reiterable",
+    "config_hash",
+    "config_identity",
+]
 
 SCHEDULER_CADENCES = ("per_batch", "per_optimizer_update", "per_epoch", "per_validation_metric")
 _AMP_DTYPES = ("float16", "bfloat16")
 
 
+def check_reiterable(name: str, loader: object) -> None:
+    """``TypeError`` naming ``name`` if ``loader`` is a one-shot iterator (``iter(x) is x``,
+    e.g. a generator): it would yield batches in the first epoch only."""
+    if isinstance(loader, Iterator) and iter(loader) is loader:
+        raise TypeError(
+            f"{name} is a one-shot iterator ({type(loader).__name__}): it would be exhausted "
+            "after the first epoch and later epochs would run no batch; pass a "
+            "re-iterable (a list, an ArrayLoader, a torch DataLoader, or an object whose "
+            "__iter__ returns a new iterator each epoch)"
+        )
+
+
 def _real(name: str, value: object, *, gt: float | None = None, ge: float | None = None,
           le: float | None = None) -> float:
-    if isinstance(value, (bool, str)) or not (
-        isinstance(value, numbers.Real) or type(value).__module__ == "numpy"
+    if _xp.is_bool_scalar(value) or isinstance(value, str) or not (
+        isinstance(value, numbers.Real)
+        or (type(value).__module__ == "numpy" and getattr(value, "ndim", 1) == 0)
     ):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     try:
@@ -44,7 +64,7 @@ def _real(name: str, value: object, *, gt: float | None = None, ge: float | None
 
 
 def _int(name: str, value: object, *, ge: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if _xp.is_bool_scalar(value) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     v = int(value)
     if v < ge:
@@ -94,7 +114,7 @@ class TrainingConfig:
     ``max_epochs`` (1)                      int ≥ 1
     ``gradient_accumulation_steps`` (1)     int ≥ 1; gradients of a group are averaged
                                             over the group's actual size
-    ``mixed_precision`` (False)             bool; ``use_amp`` (None) overrides it if bool
+    ``mixed_precision`` (False)             bool; ``use_amp`` (None), if a bool, sets it
     ``amp_dtype`` ("float16")               float16 | bfloat16 (strings or framework
                                             dtypes); float16 becomes bfloat16 on CPU
     ``tau_train_min/max`` (1e-4, 1e-4)      finite, > 0, ≥ ``tau_infer``, min ≤ max; the
@@ -105,9 +125,15 @@ class TrainingConfig:
     ``coverage_patience`` (3)               int ≥ 1
     ``gradient_policy`` (None)              GradientPolicy or None
     ``log_hook`` (None)                     callable(record) or None, e.g. JsonlLogger
-    ``val_loader`` (None)                   iterable of batches or None
-    ``loss_weights`` (None)                 mapping str → finite real ≥ 0
-    ``loss_curriculum`` (None)              LossWeightsCurriculum or None
+    ``val_loader`` (None)                   re-iterable of batches or None (a one-shot
+                                            iterator → ``TypeError``)
+    ``loss_weights`` (None)                 mapping str → finite real ≥ 0; passed to the
+                                            loss as ``loss_weights=`` (keys of an
+                                            ``SCMTrainingLoss``: fit, margin, sign,
+                                            rejection, lambda_margin, lambda_sign,
+                                            lambda_rej; checked by ``SCMTrainer``)
+    ``loss_curriculum`` (None)              LossWeightsCurriculum or None (per-epoch
+                                            values over ``loss_weights``)
     ``scheduler_cadence``                   per_batch | per_optimizer_update (default) |
                                             per_epoch | per_validation_metric
     ``seed`` (None)                         int ≥ 0 or None: makes a whole fit
@@ -149,6 +175,8 @@ class TrainingConfig:
         )
         _bool("mixed_precision", self.mixed_precision)
         _bool("use_amp", self.use_amp, allow_none=True)
+        if self.use_amp is not None:  # the reference: use_amp sets mixed_precision
+            self.mixed_precision = self.use_amp
         _bool("allow_bottom_unreachable", self.allow_bottom_unreachable)
         self.amp_dtype = _amp_dtype_name(self.amp_dtype)
         self.tau_infer = _real("tau_infer", self.tau_infer, gt=0.0)
@@ -175,7 +203,11 @@ class TrainingConfig:
             raise TypeError(
                 f"val_loader must be an iterable of batches or None, got {type(self.val_loader).__name__}"
             )
-        if self.device is not None and isinstance(self.device, (bool, numbers.Number)):
+        if self.val_loader is not None:
+            check_reiterable("val_loader", self.val_loader)
+        if self.device is not None and (
+            _xp.is_bool_scalar(self.device) or isinstance(self.device, numbers.Number)
+        ):
             raise TypeError(f"device must be a device, a device name or None, got {self.device!r}")
         if self.loss_weights is not None:
             if not isinstance(self.loss_weights, Mapping):
@@ -204,7 +236,8 @@ class TrainingConfig:
 
     @property
     def amp_enabled(self) -> bool:
-        """``use_amp`` if it is a bool, else ``mixed_precision``."""
+        """``use_amp`` if it is a bool, else ``mixed_precision`` (equal after construction:
+        a bool ``use_amp`` sets ``mixed_precision``)."""
         return bool(self.mixed_precision if self.use_amp is None else self.use_amp)
 
     @property

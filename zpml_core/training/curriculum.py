@@ -12,7 +12,7 @@ __all__ = ["LinearRamp", "LossWeightsCurriculum"]
 
 
 def _check_epoch(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if _xp.is_bool_scalar(value) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if int(value) < 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
@@ -35,6 +35,8 @@ class LinearRamp:
 
     def __post_init__(self) -> None:
         for name in ("start_value", "end_value"):
+            if _xp.is_bool_scalar(getattr(self, name)):
+                raise TypeError(f"{name} must be a real number, got bool")
             v = _xp.check_real(name, getattr(self, name))
             object.__setattr__(self, name, v)
         s = _check_epoch("start_epoch", self.start_epoch)

@@ -11,6 +11,8 @@ import numbers
 from collections.abc import Iterator
 from typing import Any
 
+from zpml_core import _xp
+
 __all__ = ["ArrayLoader"]
 
 
@@ -34,11 +36,17 @@ class ArrayLoader:
     ) -> None:
         if not arrays:
             raise ValueError("ArrayLoader needs at least one array")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        if _xp.is_bool_scalar(batch_size) or not isinstance(batch_size, numbers.Integral):
+            raise TypeError(f"batch_size must be an int >= 1, got {type(batch_size).__name__}")
+        if batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
         for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+        if seed is not None and (
+            _xp.is_bool_scalar(seed) or not isinstance(seed, numbers.Integral) or seed < 0
+        ):
+            raise TypeError(f"seed must be an int >= 0 or None, got {seed!r}")
         n = int(arrays[0].shape[0])
         for i, a in enumerate(arrays):
             if int(a.shape[0]) != n:
@@ -49,7 +57,7 @@ class ArrayLoader:
         self.shuffle: bool = shuffle
         self.drop_last: bool = drop_last
         self.weights: Any = None
-        self._seed: int | None = seed
+        self._seed: int | None = None if seed is None else int(seed)
         self._rng: Any = None
         if weights is not None:
             self.set_weights(weights)

@@ -16,12 +16,31 @@ An adapter exposes it through ``Backend.training()`` returning a :class:`Trainin
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from zpml_core._xp import Array, Namespace
 from zpml_core.projective import SemanticTargets, lift_targets
 
-__all__ = ["PreparedBatch", "TrainingEngine", "TrainingSupport", "lifted_targets"]
+__all__ = [
+    "LoadedCheckpoint",
+    "NonFiniteGradientWarning",
+    "PreparedBatch",
+    "TrainingEngine",
+    "TrainingSupport",
+    "lifted_targets",
+]
+
+
+class NonFiniteGradientWarning(RuntimeWarning):
+    """An optimizer update was skipped because its gradients were not all finite.
+
+    ``SCMTrainer`` checks the gradients of every optimizer update (the accumulated,
+    averaged gradients of the group) on the device, inside the step. If any element is
+    NaN or ±inf while the loss is finite, the update is not applied — parameters and
+    optimizer state keep their values, the group's gradients are discarded — the train
+    record of that step gets ``update_skipped = 1.0`` (a key present only in such
+    records), this warning names the step, and training continues. (A non-finite *loss* stops training with ``FloatingPointError``.)
+    """
 
 
 class PreparedBatch(NamedTuple):
@@ -43,6 +62,20 @@ def lifted_targets(targets: Array | None, semantic: SemanticTargets | None) -> t
         return semantic.Y_n, semantic.Y_d
     assert targets is not None
     return lift_targets(targets)
+
+
+class LoadedCheckpoint(NamedTuple):
+    """A checkpoint read and parsed by an engine, not yet applied.
+
+    ``state`` is backend-specific. :meth:`TrainingEngine.check_checkpoint` validates it
+    against the live model/optimizer; :meth:`TrainingEngine.apply_checkpoint` then
+    installs it (and cannot fail on a checked checkpoint).
+    """
+
+    path: str
+    metadata: dict[str, Any]
+    state: Any
+    weights_only: bool
 
 
 class StepArgs(NamedTuple):
@@ -76,18 +109,34 @@ class TrainingEngine:
     def train_step(self, batch: PreparedBatch, args: StepArgs, *, update: bool, group_size: int) -> Array:
         """Forward, loss, gradients (accumulated), and — if ``update`` — the optimizer
         update on the gradients averaged over ``group_size`` batches. Returns the
-        ``RAW_KEYS`` metrics vector of the batch, computed before the update.
+        ``RAW_KEYS`` metrics vector of the batch, computed before the update, followed by
+        one ``grads_nonfinite`` entry: exactly 0.0 if every element of the update's
+        gradients is finite (always 0.0 for a step that applies no update), anything
+        else (1.0, NaN) if not. It is computed on the device and travels with the
+        metrics (no extra host sync).
+
+        An update whose gradients are not finite is never applied: pipelined engines
+        keep the old parameters/optimizer state on device (a select inside the step);
+        eager engines skip it in :meth:`finalize`.
 
         The loop calls :meth:`finalize` for every step, in order, once it has read the
-        step's metrics. ``finalize(True)``: the step stands. ``finalize(False)`` (its loss
-        was not finite): the engine must be left with the parameters and optimizer state
-        from before that step, with any later in-flight step without effect — eager
-        engines apply updates only in ``finalize(True)``; pipelined engines stop
-        updating on device as soon as a loss is not finite."""
+        step's metrics. ``finalize(True, grads_finite)`` (``grads_finite`` is
+        ``grads_nonfinite == 0``): the step stands (its update is applied if the
+        gradients were finite). ``finalize(False, ...)`` (its loss was not
+        finite): the engine must be left with the parameters and optimizer state from
+        before that step, with any later in-flight step without effect — eager engines
+        apply updates only in ``finalize``; pipelined engines restore the state they
+        kept (by reference) from before that step."""
         raise NotImplementedError
 
-    def finalize(self, ok: bool) -> None:
+    def finalize(self, ok: bool, grads_finite: bool = True) -> None:
         raise NotImplementedError
+
+    def state_note(self) -> str:
+        """After a rolled-back step: a true remark about the restored model state
+        (e.g. "some parameters are not finite"), or "". May sync with the device (only
+        called on the error path)."""
+        return ""
 
     def eval_step(self, batch: PreparedBatch, args: StepArgs) -> Array:
         """``RAW_KEYS`` metrics followed by ``STRICT_SUM_KEYS`` sums, no gradients."""
@@ -128,11 +177,24 @@ class TrainingEngine:
     def framework_version(self) -> str:
         return "unknown"
 
-    def save(self, path: str, metadata: Mapping[str, Any], *, include_optimizer: bool = True) -> None:
+    def save(self, stream: IO[bytes], metadata: Mapping[str, Any], *, include_optimizer: bool = True) -> None:
+        """Write parameters, optimizer state and ``metadata`` as ONE zip container to the
+        write-only ``stream`` (sealing and atomic replacement are done by the caller)."""
         raise NotImplementedError
 
-    def load(self, path: str, *, weights_only: bool = False) -> dict[str, Any]:
-        """Restore state saved by :meth:`save`; returns the metadata."""
+    def read_checkpoint(self, stream: IO[bytes], path: str, *, weights_only: bool = False) -> LoadedCheckpoint:
+        """Parse a (seal-verified) checkpoint from ``stream`` without modifying anything.
+        Unparsable content → ``CheckpointError`` naming ``path``."""
+        raise NotImplementedError
+
+    def check_checkpoint(self, ckpt: LoadedCheckpoint) -> None:
+        """Validate the parsed state against the live model and optimizer (keys, shapes,
+        dtypes); ``CheckpointError`` naming the file on any mismatch. Modifies nothing."""
+        raise NotImplementedError
+
+    def apply_checkpoint(self, ckpt: LoadedCheckpoint) -> None:
+        """Install a checked checkpoint (parameters; unless ``weights_only`` also
+        optimizer/scheduler state and the framework RNG)."""
         raise NotImplementedError
 
     @property
@@ -160,4 +222,6 @@ class TrainingSupport:
         raise NotImplementedError
 
     def read_metadata(self, path: str) -> dict[str, Any]:
-        raise NotImplementedError
+        from zpml_core.training.checkpoint import read_checkpoint_metadata
+
+        return read_checkpoint_metadata(path)

@@ -8,14 +8,34 @@ scalar (a non-0-d result is averaged). ``kw`` holds the keywords its signature a
 
 Under the eager torch step these are Python numbers; inside the jitted JAX step ``tau``,
 ``epoch``, ``global_step`` and the ``loss_weights`` values are traced 0-d arrays, so a new
-threshold or epoch never recompiles the step (use them arithmetically, not in ``if``).
+threshold, epoch or curriculum weight never recompiles the step (use them
+arithmetically, not in ``if``).
+
+Shapes (every loss, before it is called): the lifted targets ``Y_n, Y_d`` must have
+exactly the shape of the model's ``P`` (``outputs[0]`` of a ``(P, Q)`` tuple, or the single
+decoded output), and ``Q`` ``P``'s leading shape (``Q.shape == P.shape[:Q.ndim]``);
+see :func:`zpml_core.training.metrics.check_shapes`. Anything else raises ``ValueError``
+naming both shapes on the first step, before any update: a ``(B, 1)`` target column
+next to ``(B,)`` outputs would otherwise make every elementwise loss an all-pairs
+``B×B`` loss.
 
 An :class:`~zpml_core.losses.SCMTrainingLoss` instance is accepted as is (the guide's
-wiring): it is called as ``fit = implicit_loss(P, Q, Y_n, Y_d, gamma)`` and
-``scm(fit, P, Q, Y_n, Y_d, is_bottom=|Q| < tau, mask_finite=Y_d != 0, tau_train=tau)``
-(``mask_finite`` from the semantic targets when the batch has them). If ``P`` has more
-dimensions than ``Q`` (one denominator shared by several outputs), ``Q`` is expanded with
-trailing axes for the loss, as strict inference does.
+wiring): it is called as ``fit = implicit_loss(P, Q, Y_n', Y_d', gamma)`` and
+``scm(fit, P, Q, Y_n, Y_d, is_bottom=|Q| < tau, mask_finite=Y_d != 0, tau_train=tau,
+loss_weights=w)`` where
+
+* ``tau`` is the trainer's sampled threshold (``LossConfig.tau_train`` is not used);
+* ``w`` is the epoch's ``loss_weights`` (``TrainingConfig.loss_weights`` overridden by
+  the ``loss_curriculum``; keys ``fit``, ``margin``, ``sign``, ``rejection`` or the
+  aliases ``lambda_margin``, ``lambda_sign``, ``lambda_rej``; a missing key keeps the
+  ``LossConfig`` weight);
+* with semantic targets, ``mask_finite`` comes from them, and elements labelled
+  ``missing`` (neither finite nor bottom) are excluded from the fit term: there
+  ``(Y_n', Y_d') = (P, Q)`` (stop-gradient), whose residual ``P·Q − Q·P`` is exactly 0
+  (value and gradient); elsewhere ``(Y_n', Y_d') = (Y_n, Y_d)``.
+
+If ``P`` has more dimensions than ``Q`` (one denominator shared by several outputs),
+``Q`` is expanded with trailing axes for the loss, as strict inference does.
 """
 
 from __future__ import annotations
@@ -26,6 +46,7 @@ from typing import Any
 
 from zpml_core import _xp
 from zpml_core._xp import Array
+from zpml_core.training.metrics import check_output_shapes
 
 __all__ = ["LOSS_KEYWORDS", "LossCaller", "is_scm_training_loss"]
 
@@ -62,6 +83,7 @@ class _SCMAdapter:
         targets: tuple[Array, Array],
         *,
         tau: Any,
+        loss_weights: Mapping[str, Any] | None = None,
         semantic_targets: Any = None,
     ) -> Array:
         if not (isinstance(outputs, (tuple, list)) and len(outputs) == 2):
@@ -72,13 +94,26 @@ class _SCMAdapter:
         P, Q = outputs
         Y_n, Y_d = targets
         Qb = _expand_like(Q, P)
-        fit = self.implicit_loss(P, Qb, Y_n, Y_d, gamma=self.gamma)
+        yn_fit, yd_fit = Y_n, Y_d
+        if semantic_targets is not None:
+            # "missing" labels: (P, Q) as the target gives a residual of exactly 0
+            xp = _xp.namespace(P, Qb, Y_n, Y_d)
+            from zpml_core._registry import get_backend
+
+            sg = get_backend(xp).stop_gradient
+            labelled = semantic_targets.mask_finite | semantic_targets.mask_bottom
+            yn_fit = xp.where(labelled, Y_n, sg(P))
+            yd_fit = xp.where(labelled, Y_d, sg(xp.broadcast_to(Qb, P.shape)))
+        fit = self.implicit_loss(P, Qb, yn_fit, yd_fit, gamma=self.gamma)
         mask_finite = semantic_targets.mask_finite if semantic_targets is not None else Y_d != 0
         if mask_finite.ndim > Q.ndim:  # one denominator per sample: finite iff all targets are
             xp = _xp.namespace(mask_finite)
             mask_finite = _expand_like(
                 xp.all(mask_finite, axis=tuple(range(Q.ndim, mask_finite.ndim))), P
             )
+        kw: dict[str, Any] = {}
+        if loss_weights is not None:
+            kw["loss_weights"] = loss_weights
         total, _ = self.scm(
             fit,
             P,
@@ -88,6 +123,7 @@ class _SCMAdapter:
             is_bottom=abs(Q) < tau,
             mask_finite=mask_finite,
             tau_train=tau,
+            **kw,
         )
         return total
 
@@ -101,7 +137,7 @@ class LossCaller:
         self.loss_fn = loss_fn
         if is_scm_training_loss(loss_fn):
             self.fn: Callable[..., Any] = _SCMAdapter(loss_fn)
-            self.accepts = frozenset({"tau", "semantic_targets"})
+            self.accepts = frozenset({"tau", "loss_weights", "semantic_targets"})
             return
         self.fn = loss_fn
         try:
@@ -153,6 +189,7 @@ class LossCaller:
         loss_weights: Mapping[str, Any] | None = None,
         semantic_targets: Any = None,
     ) -> Array:
+        check_output_shapes(outputs, y_n, y_d)
         acc = self.accepts
         kw: dict[str, Any] = {}
         if "tau" in acc:
@@ -185,3 +222,63 @@ class LossCaller:
     @property
     def wants_semantic_targets(self) -> bool:
         return "semantic_targets" in self.accepts
+
+    def check_controls(self, config: Any) -> None:
+        """Refuse loss controls of ``config`` that would have no effect on this loss.
+
+        * ``loss_weights``/``loss_curriculum`` set but the loss takes no
+          ``loss_weights=`` keyword → ``ValueError``;
+        * for an ``SCMTrainingLoss``: every ``loss_weights`` key and every curriculum
+          ramp name must be one it reads (``LOSS_WEIGHT_KEYS``) → else ``ValueError``
+          naming the key; one term named twice (``margin`` and ``lambda_margin``) and
+          negative ramp values → ``ValueError``; a ``LossConfig.tau_train`` outside
+          ``[tau_train_min, tau_train_max]`` → ``UserWarning`` (the trainer passes its
+          sampled threshold; ``LossConfig.tau_train`` is not used).
+        """
+        weights = config.loss_weights
+        ramps = config.loss_curriculum.ramps if config.loss_curriculum is not None else {}
+        if (weights is not None or ramps) and "loss_weights" not in self.accepts:
+            which = "loss_weights" if weights is not None else "loss_curriculum"
+            raise ValueError(
+                f"TrainingConfig.{which} is set but loss_fn does not accept a "
+                "loss_weights= keyword, so it would have no effect; add a loss_weights "
+                "parameter to the loss or remove the setting"
+            )
+        if not isinstance(self.fn, _SCMAdapter):
+            return
+        if weights or ramps:
+            from zpml_core.losses.training import LOSS_WEIGHT_KEYS, _weight_items
+
+            for source, keys in (("loss_weights", weights or {}), ("loss_curriculum", ramps)):
+                for k in keys:
+                    if k not in LOSS_WEIGHT_KEYS:
+                        raise ValueError(
+                            f"TrainingConfig.{source} has the key {k!r}, which "
+                            "SCMTrainingLoss does not read; use one of "
+                            f"{', '.join(map(repr, LOSS_WEIGHT_KEYS))}"
+                        )
+            try:  # one term named twice ("margin" and "lambda_margin")
+                _weight_items({**(weights or {}), **dict.fromkeys(ramps, 0.0)})
+            except ValueError as exc:
+                raise ValueError(
+                    f"TrainingConfig.loss_weights with the loss_curriculum ramps: {exc}"
+                ) from None
+        for k, ramp in ramps.items():
+            for field in ("start_value", "end_value"):
+                if getattr(ramp, field) < 0:
+                    raise ValueError(
+                        f"TrainingConfig.loss_curriculum ramp {k!r} has {field}="
+                        f"{getattr(ramp, field)!r}; SCMTrainingLoss weights must be >= 0"
+                    )
+        tau = getattr(getattr(self.loss_fn, "config", None), "tau_train", None)
+        lo, hi = config.tau_train_min, config.tau_train_max
+        if tau is not None and not lo <= tau <= hi:
+            import warnings
+
+            warnings.warn(
+                f"LossConfig.tau_train={tau!r} is not used by SCMTrainer: the margin and "
+                "rejection terms use the per-step threshold sampled from "
+                f"TrainingConfig [tau_train_min, tau_train_max] = [{lo!r}, {hi!r}]",
+                UserWarning,
+                stacklevel=3,
+            )

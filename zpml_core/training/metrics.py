@@ -21,6 +21,8 @@ __all__ = [
     "STRICT_SUM_KEYS",
     "TRAIN_KEYS",
     "batch_metrics",
+    "check_output_shapes",
+    "check_shapes",
     "denominator",
     "finish_metrics",
     "per_sample_bottom",
@@ -52,6 +54,88 @@ STRICT_SUM_KEYS = (
     "n_bottom_targets",
     "n_false_finite",
 )
+
+
+def _unknown(d: Any) -> bool:
+    return d is None or (isinstance(d, float) and d != d)
+
+
+def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    return len(a) == len(b) and all(
+        _unknown(x) or _unknown(y) or x == y for x, y in zip(a, b, strict=True)
+    )
+
+
+def _shape(a: Any) -> tuple[Any, ...]:
+    return tuple(a.shape)
+
+
+def check_shapes(
+    p: Any,
+    q: Any,
+    targets: Sequence[tuple[str, Any]],
+    *,
+    p_name: str = "P",
+    q_name: str = "Q",
+) -> None:
+    """The shape rule of the trainer, its validation metrics and tau calibration.
+
+    * every target array (``Y_n``, ``Y_d``, ``y_true``) has exactly ``P``'s shape;
+    * ``Q`` (if given) has ``P``'s leading shape, ``Q.shape == P.shape[:Q.ndim]``: one
+      denominator per sample may be shared by ``P``'s trailing outputs, as strict
+      inference decodes it.
+
+    Nothing else broadcasts: targets of shape ``(B, 1)`` next to ``P, Q`` of shape
+    ``(B,)`` (what ``y = 1/(x - a)`` gives for ``x`` of shape ``(B, 1)``) would turn an
+    elementwise loss or error into a ``B×B`` all-pairs one. A mismatch raises
+    ``ValueError`` naming the arrays and their shapes. Shapes are static (also under
+    ``jax.jit``); unknown sizes (``None``/NaN, e.g. dask) are not compared.
+    """
+    ps = _shape(p)
+    for name, t in targets:
+        ts = _shape(t)
+        if not _same(ts, ps):
+            hint = ""
+            if len(ts) == len(ps) + 1 and ts[-1] == 1 and _same(ts[:-1], ps):
+                hint = f" (a column: reshape it to {ps}, e.g. y[..., 0] or y.reshape(-1))"
+            raise ValueError(
+                f"{name} has shape {ts} but {p_name} has shape {ps}; targets must have "
+                f"exactly that shape{hint}. They are never broadcast: a (B, 1) column "
+                "next to (B,) outputs would turn an elementwise loss into a B×B "
+                "all-pairs one"
+            )
+    if q is not None:
+        qs = _shape(q)
+        if len(qs) > len(ps) or not _same(qs, ps[: len(qs)]):
+            raise ValueError(
+                f"{q_name} has shape {qs} but {p_name} has shape {ps}; Q must have P's "
+                "shape or its leading part (one denominator shared by P's trailing "
+                "outputs), Q.shape == P.shape[:Q.ndim]. They are never broadcast "
+                "otherwise (that would pair every Q with every P)"
+            )
+
+
+def check_output_shapes(outputs: Any, y_n: Any, y_d: Any) -> None:
+    """:func:`check_shapes` for a model's ``outputs`` and the lifted targets.
+
+    ``outputs`` is a ``(P, Q, ...)`` tuple/list (``P`` first, ``Q`` second) or a single
+    decoded array (which plays ``P``'s role); other output structures are not checked.
+    """
+    if isinstance(outputs, (tuple, list)):
+        if not outputs or not hasattr(outputs[0], "shape"):
+            return
+        p, q = outputs[0], denominator(outputs)
+        p_name, q_name = "the model's P (outputs[0])", "the model's Q (outputs[1])"
+    elif hasattr(outputs, "shape"):
+        p, q, p_name, q_name = outputs, None, "the model's outputs", "Q"
+    else:
+        return
+    if q is not None and not hasattr(q, "shape"):
+        q = None
+    named = [("the targets Y_n", y_n), ("the targets Y_d", y_d)]
+    if hasattr(y_n, "shape") and hasattr(y_d, "shape") and _same(_shape(y_n), _shape(y_d)):
+        named = [("the targets", y_n)]
+    check_shapes(p, q, named, p_name=p_name, q_name=q_name)
 
 
 def denominator(outputs: Any) -> Array | None:
@@ -148,6 +232,9 @@ def strict_sums(
     error sum, bottom-target elements (``Y_d == 0``) and how many of those were decoded
     as finite (false finite).
     """
+    check_output_shapes(outputs, y_n, y_d)
+    if mask_finite is not None:
+        check_shapes(y_n, None, [("mask_finite", mask_finite)], p_name="the targets")
     q = denominator(outputs)
     if q is not None:
         res = strict_inference(outputs[0], q, config=inference)

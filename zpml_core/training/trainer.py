@@ -17,17 +17,19 @@ The loop is written once here; the backend adapter supplies the step
 Per step: draw ``tau ~ U[tau_train_min, tau_train_max]`` from the trainer's seedable
 generator, run the step, convert its metrics vector to Python floats (one device→host
 transfer), stop with ``FloatingPointError`` naming the step if the loss is not finite
-(before the optimizer update is committed), log a ``phase="train"`` record.
+(before the optimizer update is committed), log a ``phase="train"`` record. An update
+whose gradients are not all finite (with a finite loss) is skipped on the device —
+parameters and optimizer state unchanged — its record gets ``update_skipped = 1.0`` (a
+key present only in such records),
+``NonFiniteGradientWarning`` names the step, and training continues; the gradient flag
+travels in the same metrics vector (no extra host sync).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import platform
+import numbers
 import sys
-import tempfile
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -36,17 +38,44 @@ from typing import Any, NamedTuple
 from zpml_core import _xp
 from zpml_core.inference import InferenceConfig
 from zpml_core.projective import SemanticTargets, lift_semantic_targets
-from zpml_core.training.config import TrainingConfig, config_hash, config_identity
-from zpml_core.training.engine import PreparedBatch, StepArgs, TrainingEngine, TrainingSupport
+from zpml_core.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_SCHEMA_VERSION,
+    CheckpointError,
+    read_checkpoint_metadata,
+)
+from zpml_core.training.config import (
+    TrainingConfig,
+    check_reiterable,
+)
+from zpml_core.training.engine import (
+    NonFiniteGradientWarning,
+    PreparedBatch,
+    StepArgs,
+    TrainingEngine,
+    TrainingSupport,
+)
 from zpml_core.training.losscall import LossCaller
-from zpml_core.training.metrics import RAW_KEYS, STRICT_SUM_KEYS, TRAIN_KEYS, finish_metrics
+from zpml_core.training.metrics import (
+    RAW_KEYS,
+    STRICT_SUM_KEYS,
+    TRAIN_KEYS,
+    check_shapes,
+    finish_metrics,
+)
+from zpml_core.training.resume import CheckpointMixin
 from zpml_core.training.sampler import perturbed_threshold
 from zpml_core.utils.logging import metric_log_record
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_SCHEMA_VERSION", "SCMTrainer", "select_training_support"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_SCHEMA_VERSION",
+    "CheckpointError",
+    "SCMTrainer",
+    "read_checkpoint_metadata",
+    "select_training_support",
+]
 
-CHECKPOINT_FORMAT = "zpml_core.checkpoint"
-CHECKPOINT_SCHEMA_VERSION = 2
 _END = object()
 
 
@@ -100,24 +129,12 @@ def select_training_support(model: Any, optimizer: Any, backend: str | None = No
     )
 
 
-def _versions(engine: TrainingEngine) -> dict[str, str]:
-    import numpy as np
-
-    import zpml_core
-
-    return {
-        "zpml_core": zpml_core.__version__,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        engine.name: engine.framework_version(),
-    }
-
-
-class SCMTrainer:
+class SCMTrainer(CheckpointMixin):
     """Reference training loop for SCM models (SPEC §7.3; see the module docstring).
 
-    ``fit(epochs=None)`` runs until ``config.max_epochs`` (or at most ``epochs`` more
-    epochs) and returns the train metric dicts of this call. ``validate()`` evaluates
+    ``fit()`` runs until ``config.max_epochs``, ``fit(epochs=k)`` exactly ``k`` more
+    epochs (fewer only if coverage early stopping triggers); both return the train
+    metric dicts of this call. ``validate()`` evaluates
     ``config.val_loader`` with the fixed ``tau_eval = (tau_train_min + tau_train_max)/2``
     plus strict inference at ``config.tau_infer`` (the masks production uses).
     ``save_checkpoint``/``load_checkpoint`` use safe formats (no arbitrary pickle).
@@ -139,9 +156,13 @@ class SCMTrainer:
             raise TypeError(f"config must be a TrainingConfig, got {type(cfg).__name__}")
         if not isinstance(train_loader, Iterable):
             raise TypeError(f"train_loader must be an iterable of batches, got {type(train_loader).__name__}")
+        check_reiterable("train_loader", train_loader)
+        if cfg.val_loader is not None:  # the config may have been mutated after construction
+            check_reiterable("val_loader", cfg.val_loader)
         self.config = cfg
         self.loss_fn = loss_fn
         self.loss = LossCaller(loss_fn)
+        self.loss.check_controls(cfg)
         self.train_loader = train_loader
         self.support = select_training_support(model, optimizer, backend)
         self.engine: TrainingEngine = self.support.engine(
@@ -165,12 +186,39 @@ class SCMTrainer:
         self._capability = self.engine.bottom_capability(cfg.tau_infer)
         perturbed_threshold(cfg.tau_train_min, cfg.tau_train_max)  # validates the range
         lrs = self.engine.optimizer_lrs()
-        if cfg.learning_rate != 1e-3 and lrs and any(r != cfg.learning_rate for r in lrs):
+        # (an optax optimizer does not expose its rate: a non-default value is unused too)
+        if cfg.learning_rate != 1e-3 and (not lrs or any(r != cfg.learning_rate for r in lrs)):
             warnings.warn(
                 "TrainingConfig.learning_rate is metadata only; the optimizer's learning "
                 "rates are authoritative",
                 DeprecationWarning,
                 stacklevel=2,
+            )
+        self._check_validation_controls(scheduler)
+
+    def _check_validation_controls(self, scheduler: Any) -> None:
+        """Controls that act only through ``val_loader`` must not be set without one."""
+        cfg = self.config
+        if cfg.val_loader is not None:
+            return
+        if scheduler is not None and cfg.scheduler_cadence == "per_validation_metric":
+            raise ValueError(
+                "scheduler_cadence='per_validation_metric' steps the scheduler with the "
+                "validation coverage, but TrainingConfig.val_loader is None: the scheduler "
+                "would never step; set val_loader or another cadence"
+            )
+        changed = [
+            name
+            for name, default in (("coverage_threshold", 0.95), ("coverage_patience", 3))
+            if getattr(cfg, name) != default
+        ]
+        if changed:
+            warnings.warn(
+                f"TrainingConfig.{' and '.join(changed)} set, but coverage early stopping "
+                "needs validation metrics and TrainingConfig.val_loader is None: it will not "
+                "stop training",
+                UserWarning,
+                stacklevel=3,
             )
 
     # ---------------------------------------------------------------------------------
@@ -275,18 +323,41 @@ class SCMTrainer:
             loader.set_seed(seed)
 
     def fit(self, epochs: int | None = None) -> list[dict[str, float]]:
-        """Train until ``config.max_epochs`` (or for at most ``epochs`` more epochs).
+        """Train: ``fit()`` runs the epochs ``current_epoch .. config.max_epochs - 1``;
+        ``fit(epochs=k)`` runs exactly ``k`` more epochs, whatever ``max_epochs`` says
+        (``max_epochs`` bounds only ``fit()`` without argument). Coverage early stopping
+        may end either sooner.
 
-        Returns this call's train metric dicts (one per batch). Raises
-        ``FloatingPointError`` naming the global step and epoch if a loss is not finite;
-        the model and optimizer are left as they were before that step.
+        ``fit()`` once ``current_epoch >= max_epochs`` runs nothing, returns ``[]`` and
+        warns (``UserWarning``). Returns this call's train metric dicts (one per batch).
+        Raises ``ValueError`` naming the epoch if ``train_loader`` (or a configured
+        ``val_loader``) yields no batch in an epoch, ``ValueError`` on the first step if
+        the targets' shape does not match the model's outputs (see
+        :mod:`zpml_core.training.losscall`), and ``FloatingPointError`` naming the global
+        step and epoch if a loss is not finite: that step's update is not applied, and the
+        parameters and optimizer state are those from before the step. A step with a
+        finite loss but non-finite gradients is skipped instead (no update, a
+        ``NonFiniteGradientWarning``, ``update_skipped: 1.0`` in its train record) and
+        training continues.
         """
         cfg = self.config
-        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
-            raise ValueError(f"epochs must be an int >= 1 or None, got {epochs!r}")
-        if self.current_epoch >= cfg.max_epochs:
+        if epochs is not None:
+            if _xp.is_bool_scalar(epochs) or not isinstance(epochs, numbers.Integral):
+                raise TypeError(f"epochs must be an int >= 1 or None, got {type(epochs).__name__}")
+            if epochs < 1:
+                raise ValueError(f"epochs must be an int >= 1 or None, got {epochs!r}")
+            end = self.current_epoch + int(epochs)
+        elif self.current_epoch >= cfg.max_epochs:
+            warnings.warn(
+                f"fit() ran no epoch: the trainer is at epoch {self.current_epoch} and "
+                f"config.max_epochs={cfg.max_epochs} is reached; call fit(epochs=k) to train "
+                "k more epochs",
+                UserWarning,
+                stacklevel=2,
+            )
             return []
-        end = cfg.max_epochs if epochs is None else min(cfg.max_epochs, self.current_epoch + epochs)
+        else:
+            end = cfg.max_epochs
         self._seed_once()
         engine = self.engine
         engine.set_training(True)
@@ -304,14 +375,25 @@ class SCMTrainer:
             batch = next(it, _END)
             index = 0
             while batch is not _END:
-                nxt = next(it, _END)
-                prepared = self._prepare(batch)
-                self.global_step += 1
-                tau = self._draw_tau()
+                started = False
+                try:
+                    nxt = next(it, _END)
+                    prepared = self._prepare(batch)
+                    self.global_step += 1
+                    tau = self._draw_tau()
+                    started = True
+                    update = n + 1 >= accumulation or nxt is _END
+                    args = StepArgs(tau, epoch, self.global_step, weights)
+                    vec = engine.train_step(prepared, args, update=update, group_size=n + 1)
+                except BaseException:
+                    # this step did not run (bad batch, shape error at trace time, ...):
+                    # undo its counters; the steps before it stand (checked and logged)
+                    if started:
+                        self.global_step -= 1
+                        self.last_thresholds.pop()
+                    self._drain(inflight, logs)
+                    raise
                 n += 1
-                update = n >= accumulation or nxt is _END
-                args = StepArgs(tau, epoch, self.global_step, weights)
-                vec = engine.train_step(prepared, args, update=update, group_size=n)
                 inflight.append(_InFlight(vec, tau, self.global_step, epoch, index, update))
                 if update:
                     n = 0
@@ -320,7 +402,17 @@ class SCMTrainer:
                 batch = nxt
                 index += 1
             self._drain(inflight, logs)
+            if index == 0:
+                raise ValueError(
+                    f"train_loader yielded no batches in epoch {epoch}; an empty loader "
+                    "(or one exhausted after its first pass) cannot train"
+                )
             v = self.validate()
+            if v is None and cfg.val_loader is not None:
+                raise ValueError(
+                    f"val_loader yielded no batches after epoch {epoch}: validation, "
+                    "early stopping and validation-metric schedules would silently not run"
+                )
             if v:
                 e = {"val_" + k: val for k, val in v.items()}
                 e["epoch"] = float(epoch)
@@ -347,21 +439,45 @@ class SCMTrainer:
             self._finalize(rec, values, logs)
 
     def _finalize(self, rec: _InFlight, values: list[float], logs: list[dict[str, float]]) -> None:
+        """Check one step's host metrics (``RAW_KEYS`` + ``grads_nonfinite``), settle its
+        update with the engine, log it.
+
+        Non-finite loss: the engine rolls back to the state before the step and
+        ``FloatingPointError`` stops training. Finite loss but non-finite gradients on
+        an update step: the update was not applied, the record gets
+        ``update_skipped = 1.0`` (a key present only then), ``NonFiniteGradientWarning``
+        names the step, and training continues.
+        """
         engine = self.engine
         loss = values[0]
         if not math.isfinite(loss):
             engine.finalize(False)
             self.global_step = rec.step - 1
+            note = engine.state_note()
             raise FloatingPointError(
                 f"non-finite loss ({loss!r}) at step {rec.step} (epoch {rec.epoch}, batch "
-                f"{rec.batch} of the epoch, tau_train={rec.tau:g}); training stopped and the "
-                "model keeps the parameters from before this step"
+                f"{rec.batch} of the epoch, tau_train={rec.tau:g}); training stopped, this "
+                "step's update was not applied and the parameters and optimizer state are "
+                "those from before this step" + (f" ({note})" if note else "")
             )
-        engine.finalize(True)
+        grads_finite = values[len(RAW_KEYS)] == 0.0  # the grads_nonfinite entry
+        engine.finalize(True, grads_finite)
+        skipped = rec.update and not grads_finite
+        if skipped:
+            warnings.warn(
+                NonFiniteGradientWarning(
+                    f"non-finite gradients at step {rec.step} (epoch {rec.epoch}, batch "
+                    f"{rec.batch} of the epoch, tau_train={rec.tau:g}) with a finite loss "
+                    f"({loss!r}): the optimizer update due at this step was skipped (the "
+                    "parameters and optimizer state keep their values, the gradients "
+                    "accumulated for it are discarded); training continues"
+                ),
+                stacklevel=4,
+            )
         cadence = self.config.scheduler_cadence
-        if rec.update and cadence == "per_optimizer_update":
+        if rec.update and not skipped and cadence == "per_optimizer_update":
             engine.scheduler_step()
-        values = finish_metrics(values)
+        values = finish_metrics(values[: len(RAW_KEYS)])
         m = {
             "loss": loss,
             "coverage": values[1],
@@ -371,6 +487,8 @@ class SCMTrainer:
             "denom_abs_mean": values[4],
             "denom_abs_available": values[5],
         }
+        if skipped:  # only then: normal records keep the reference's train metrics
+            m["update_skipped"] = 1.0
         logs.append(m)
         self.history.append(m)
         self._log(m, phase="train", step=rec.step, epoch=rec.epoch)
@@ -402,7 +520,15 @@ class SCMTrainer:
         ``strict_bottom_frac``, ``gap_frac`` (per sample), ``accepted_frac`` (accepted
         share of finite targets), ``rmse_accepted`` (over accepted finite-target elements)
         and ``false_finite_frac`` (bottom targets decoded as finite; NaN without any).
+        A ``metric_reducers`` key that is not one of the reduced metrics (``loss``,
+        ``coverage``, ``bottom_frac``, ``denom_abs_min/mean/available``) → ``ValueError``.
         """
+        unknown = [k for k in self.metric_reducers if k not in TRAIN_KEYS]
+        if unknown:
+            raise ValueError(
+                f"metric_reducers has the key {unknown[0]!r}, which is not a reduced "
+                f"validation metric; use one of {', '.join(map(repr, TRAIN_KEYS))}"
+            )
         loader = self.config.val_loader if loader is None else loader
         if loader is None:
             return None
@@ -464,137 +590,47 @@ class SCMTrainer:
         return sum(v * w for v, w in items) / total
 
     # ---------------------------------------------------------------------------------
-    # checkpoints
-
-    def _identity(self) -> dict[str, Any]:
-        return config_identity(self.config, optimizer_lrs=self.engine.optimizer_lrs())
-
-    def checkpoint_metadata(self, *, tau_infer: float | None = None) -> dict[str, Any]:
-        """JSON-safe metadata written into every checkpoint."""
-        identity = self._identity()
-        policy = self.config.gradient_policy
-        loader_state = None
-        if hasattr(self.train_loader, "state_dict") and hasattr(self.train_loader, "load_state_dict"):
-            try:
-                loader_state = json.loads(json.dumps(self.train_loader.state_dict()))
-            except (TypeError, ValueError):
-                loader_state = None
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "schema_version": CHECKPOINT_SCHEMA_VERSION,
-            "backend": self.engine.name,
-            "versions": _versions(self.engine),
-            "tau_train_min": self.config.tau_train_min,
-            "tau_train_max": self.config.tau_train_max,
-            "tau_infer": float(self.tau_infer if tau_infer is None else tau_infer),
-            "gradient_policy": None if policy is None else str(policy.value),
-            "mixed_precision": self.config.amp_enabled,
-            "config_identity": identity,
-            "config_hash": config_hash(identity),
-            "epoch": self.current_epoch,
-            "global_step": self.global_step,
-            "best_metric": self._best_metric,
-            "coverage_bad_epochs": self._bad_epochs,
-            "seeded": self._seeded,
-            "tau_rng_state": self._tau_rng.bit_generator.state,
-            "loader_state": loader_state,
-        }
-
-    def save_checkpoint(self, path: str | os.PathLike[str], *, tau_infer: float | None = None,
-                        metadata: Mapping[str, Any] | None = None) -> None:
-        """Write model + optimizer state and metadata (atomically: temp file + rename).
-
-        torch: ``torch.save`` of state dicts/tensors, read back with
-        ``torch.load(weights_only=True)``. JAX: ``.npz`` of the parameter and optimizer
-        leaves plus JSON metadata, read back with ``allow_pickle=False``. ``epoch`` is the
-        next epoch to run: checkpoints resume at epoch boundaries.
-        """
-        meta = self.checkpoint_metadata(tau_infer=tau_infer)
-        if metadata:
-            meta["user"] = json.loads(json.dumps(dict(metadata)))
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="zpml_ckpt_", suffix=".tmp", dir=directory)
-        os.close(fd)
-        try:
-            self.engine.save(tmp, meta)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-
-    def load_checkpoint(self, path: str | os.PathLike[str]) -> dict[str, Any]:
-        """Restore a checkpoint written by :meth:`save_checkpoint` on the same backend.
-
-        Restores parameters, optimizer state, epoch/step counters, early-stopping state,
-        the tau generator, the framework RNG and a zpml loader's order state. A schema
-        newer than this version → ``ValueError``; another backend → ``ValueError``; a
-        different config hash → ``RuntimeWarning``. Returns the metadata.
-        """
-        meta = self.engine.load(os.fspath(path))
-        self._restore(meta)
-        return meta
-
-    def _restore(self, meta: Mapping[str, Any]) -> None:
-        schema = meta.get("schema_version")
-        if not isinstance(schema, int) or schema > CHECKPOINT_SCHEMA_VERSION:
-            raise ValueError(f"unsupported checkpoint schema_version {schema!r}")
-        if meta.get("backend") != self.engine.name:
-            raise ValueError(
-                f"checkpoint was written by the {meta.get('backend')!r} backend, this trainer "
-                f"runs on {self.engine.name!r}"
-            )
-        self.current_epoch = int(meta["epoch"])
-        self.global_step = int(meta["global_step"])
-        self._best_metric = meta.get("best_metric")
-        self._bad_epochs = int(meta.get("coverage_bad_epochs", 0))
-        self._seeded = bool(meta.get("seeded", False)) or self.global_step > 0
-        if meta.get("tau_rng_state") is not None:
-            self._tau_rng.bit_generator.state = meta["tau_rng_state"]
-        state = meta.get("loader_state")
-        if state is not None and hasattr(self.train_loader, "load_state_dict"):
-            self.train_loader.load_state_dict(state)
-        if meta.get("tau_infer") is not None:
-            self.tau_infer = float(meta["tau_infer"])
-        expected = config_hash(self._identity())
-        if meta.get("config_hash") != expected:
-            warnings.warn(
-                "checkpoint config_hash differs from this trainer's configuration "
-                f"({meta.get('config_hash')} vs {expected}); resuming anyway",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-
-    def load_model_state(self, path: str | os.PathLike[str]) -> dict[str, Any]:
-        """Load only the model parameters of a checkpoint; returns its metadata."""
-        return self.engine.load(os.fspath(path), weights_only=True)
-
-    # ---------------------------------------------------------------------------------
     # export helpers
 
     def calibrate_tau_infer(self, loader: Iterable[Any], **kwargs: Any) -> Any:
         """Pick ``tau_infer`` on held-out batches (see
         :func:`zpml_core.training.calibration.calibrate_tau_infer`), store it as
-        ``self.tau_infer`` (written to checkpoint metadata) and return the report."""
+        ``self.tau_infer`` (written to checkpoint metadata) and return the report.
+
+        Every batch's targets must have the shape of the model's ``P`` and ``Q`` ``P``'s
+        leading shape (``ValueError`` naming the batch and the shapes otherwise). With
+        semantic targets, samples with a ``missing`` label are left out."""
         import numpy as np
 
         from zpml_core.training.calibration import calibrate_tau_infer
 
         P_all, Q_all, Y_all = [], [], []
-        for batch in loader:
+        for i, batch in enumerate(loader):
             prepared = self._prepare(batch)
             out = self.engine.predict(prepared.inputs)
             if not (isinstance(out, (tuple, list)) and len(out) == 2):
                 raise TypeError("calibrate_tau_infer needs a model returning (P, Q)")
+            y = prepared.semantic.Y_n if prepared.semantic is not None else prepared.targets
+            check_shapes(out[0], out[1], [(f"the targets of batch {i}", y)],
+                         p_name=f"the model's P on batch {i}", q_name=f"the model's Q on batch {i}")
             be = self._np
-            P_all.append(be(out[0]))
-            Q_all.append(be(out[1]))
-            if prepared.semantic is not None:
-                yn, yd = be(prepared.semantic.Y_n), be(prepared.semantic.Y_d)
-                Y_all.append(np.where(yd != 0, yn / np.where(yd != 0, yd, 1), np.inf))
+            p, q = be(out[0]), be(out[1])
+            sem = prepared.semantic
+            if sem is not None:
+                yn, yd = be(sem.Y_n), be(sem.Y_d)
+                y = np.where(yd != 0, yn / np.where(yd != 0, yd, 1), np.inf)
+                # samples with a "missing" label (neither finite nor bottom) are left out
+                labelled = be(sem.mask_finite) | be(sem.mask_bottom)
+                keep = labelled.reshape(labelled.shape[0], -1).all(axis=1) if labelled.ndim else labelled
+                if labelled.ndim and not keep.all():
+                    p, q, y = p[keep], q[keep], y[keep]
             else:
-                Y_all.append(be(prepared.targets))
+                y = be(prepared.targets)
+            P_all.append(p)
+            Q_all.append(q)
+            Y_all.append(y)
+        if not P_all:
+            raise ValueError("calibrate_tau_infer: loader yielded no batches")
         kwargs.setdefault("tau_train", self.config.tau_train_max)
         report = calibrate_tau_infer(
             np.concatenate(P_all), np.concatenate(Q_all), np.concatenate(Y_all), **kwargs
@@ -608,21 +644,3 @@ class SCMTrainer:
         from zpml_core._registry import get_backend
 
         return np.asarray(get_backend(_xp.namespace(a)).to_numpy(a))
-
-
-def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Metadata of a checkpoint without building a trainer (JAX ``.npz`` needs only
-    numpy; a torch checkpoint is read with ``torch.load(weights_only=True)``)."""
-    import zipfile
-
-    p = os.fspath(path)
-    with zipfile.ZipFile(p) as z:
-        names = z.namelist()
-    if "__meta__.npy" in names:
-        import numpy as np
-
-        with np.load(p, allow_pickle=False) as data:
-            return json.loads(bytes(data["__meta__"]).decode("utf-8"))
-    from zpml_backends.torch_training import read_metadata
-
-    return read_metadata(p)

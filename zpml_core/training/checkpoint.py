@@ -1,0 +1,452 @@
+"""Checkpoint files: one error type, an integrity seal, atomic writes.
+
+A checkpoint is the backend's container — a ``torch.save`` zip (torch) or an ``.npz``
+zip (JAX) — *sealed*: its zip archive comment holds the SHA-256 of every byte before
+the comment::
+
+    file = body ‖ b"zpml_core.checkpoint sha256=" ‖ hex(sha256(body))
+
+``body`` is the complete zip, whose end-of-central-directory record declares the comment
+length, so the hash covers every byte that is read back (all tensors, the optimizer
+state, the metadata and the zip structure itself). The comment is part of the zip
+format: ``torch.load`` and ``numpy.load`` read a sealed file unchanged. Loading
+verifies the seal first, so a single flipped bit, a truncation or a foreign file is
+reported as :class:`CheckpointError` — never loaded silently, never an internal error.
+
+Writes are atomic and leave no temporary file behind: on Linux the file is written
+unnamed (``O_TMPFILE``) and, once complete and fsynced, linked into place — directly if
+the target does not exist yet, otherwise as ``.<name>.zpml-partial`` renamed over the
+target (a window of two system calls); elsewhere it is written to that
+``.zpml-partial`` name and renamed. A process killed inside that window (or, without
+``O_TMPFILE``, during the write) leaves at most that one deterministic name, which the
+next save or load of the same target removes; a save whose partial is removed that way
+by a concurrent load links/writes it again. Concurrent saves to one path are not
+supported (the seal still detects a torn file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import math
+import numbers
+import os
+import struct
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, Any, TypeGuard
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_SCHEMA_VERSION",
+    "CheckpointError",
+    "check_metadata",
+    "open_checkpoint",
+    "partial_path",
+    "read_checkpoint_metadata",
+    "write_checkpoint",
+]
+
+CHECKPOINT_FORMAT = "zpml_core.checkpoint"
+#: 3: sealed files (SHA-256 in the zip comment) with pytree key paths for JAX
+CHECKPOINT_SCHEMA_VERSION = 3
+
+SEAL_MAGIC = b"zpml_core.checkpoint sha256="
+SEAL_LENGTH = len(SEAL_MAGIC) + 64
+_EOCD = b"PK\x05\x06"  # zip end-of-central-directory signature; the record is 22 bytes
+_EOCD_SIZE = 22
+_CHUNK = 1 << 20
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used, with the file named in the message.
+
+    Raised for every file that is missing or unreadable, empty, truncated, corrupted
+    (its SHA-256 seal does not match), not a zpml_core checkpoint, refused by safe
+    loading (pickled objects), written by another backend or with a newer
+    ``schema_version``, or whose parameters / optimizer state do not match the trainer's
+    model and optimizer (keys, shapes, dtypes). When it is raised nothing has been
+    modified: model, optimizer and trainer state are exactly as before the call.
+    ``path`` is the file, ``reason`` the cause; the underlying exception (if any) is
+    chained as ``__cause__``.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"checkpoint {path!r}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def describe_error(exc: BaseException) -> str:
+    """``"Type: first line of the message"`` of an exception (for error messages)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------
+# writing
+
+
+def partial_path(path: str) -> str:
+    """The deterministic temporary name used next to ``path`` while it is replaced."""
+    directory, base = os.path.split(os.path.abspath(path))
+    return os.path.join(directory, f".{base}.zpml-partial")
+
+
+def _remove_partial(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(partial_path(path))
+
+
+class _SealingWriter:
+    """A write-only stream that hashes everything it passes to ``out`` and, on
+    :meth:`seal`, sets the zip comment length and appends the seal.
+
+    The last 22 bytes (the end-of-central-directory record, whose final field is the
+    comment length) are held back until :meth:`seal`.
+    """
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self._hash = hashlib.sha256()
+        self._tail = b""
+        self._n = 0
+
+    def _emit(self, data: bytes | memoryview) -> None:
+        if len(data):
+            self._hash.update(data)
+            self._out.write(data)
+
+    def write(self, data: Any) -> int:
+        mv = memoryview(data).cast("B")
+        n = mv.nbytes
+        self._n += n
+        if n >= _EOCD_SIZE:
+            self._emit(self._tail)
+            self._emit(mv[: n - _EOCD_SIZE])
+            self._tail = bytes(mv[n - _EOCD_SIZE :])
+        else:
+            tail = self._tail + bytes(mv)
+            self._emit(tail[: max(0, len(tail) - _EOCD_SIZE)])
+            self._tail = tail[-_EOCD_SIZE:]
+        return n
+
+    def tell(self) -> int:
+        return self._n
+
+    def flush(self) -> None:
+        pass
+
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, *args: Any) -> bytes:  # numpy.savez checks for it; never called
+        raise io.UnsupportedOperation("read")
+
+    def seal(self) -> None:
+        tail = self._tail
+        if len(tail) != _EOCD_SIZE or tail[:4] != _EOCD or tail[-2:] != b"\x00\x00":
+            raise RuntimeError("checkpoint container did not end with a plain zip end record")
+        self._emit(tail[:-2] + struct.pack("<H", SEAL_LENGTH))
+        self._tail = b""
+        self._out.write(SEAL_MAGIC + self._hash.hexdigest().encode("ascii"))
+
+
+def _fsync_directory(directory: str) -> None:
+    flag = getattr(os, "O_DIRECTORY", None)
+    if flag is None:
+        return
+    fd = os.open(directory, os.O_RDONLY | flag)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_sealed(fd: int, dump: Callable[[Any], None]) -> None:
+    with open(fd, "wb", closefd=False, buffering=_CHUNK) as out:
+        writer = _SealingWriter(out)
+        dump(writer)
+        writer.seal()
+    os.fsync(fd)
+
+
+def _link_unnamed(fd: int, dfd: int, name: str) -> None:
+    os.link(f"/proc/self/fd/{fd}", name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=True)
+
+
+def write_checkpoint(path: str, dump: Callable[[Any], None]) -> None:
+    """Write ``dump(stream)`` to ``path``, sealed and atomically (see the module docstring).
+
+    ``dump`` writes a zip container (``torch.save`` / ``numpy.savez``) to the write-only
+    stream it is given. ``path`` then holds either its previous content or the complete
+    new file; an interrupted write leaves no temporary file (or, killed between link and
+    rename, the ``.zpml-partial`` name that the next save/load removes).
+    """
+    target = os.path.abspath(path)
+    directory, base = os.path.split(target)
+    os.makedirs(directory, exist_ok=True)
+    partial = partial_path(target)
+    _remove_partial(target)
+    done = _write_unnamed(directory, base, partial, dump)
+    for _ in range(_ATTEMPTS):
+        if done is None:  # no O_TMPFILE here
+            done = _write_named(target, partial, dump)
+        if done:
+            return
+        done = None
+    raise OSError(
+        f"could not replace {target!r}: its temporary {partial!r} was removed by another "
+        f"process {_ATTEMPTS} times (concurrent saves or loads of the same path?)"
+    )
+
+
+#: attempts when a concurrent load removes the ``.zpml-partial`` before the rename
+_ATTEMPTS = 3
+
+
+def _write_named(target: str, partial: str, dump: Callable[[Any], None]) -> bool:
+    """Portable path: write ``partial``, rename it over ``target``. False if the partial
+    vanished before the rename (a concurrent load of ``target`` removed it)."""
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        _write_sealed(fd, dump)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.remove(partial)
+        raise
+    os.close(fd)
+    try:
+        os.replace(partial, target)
+    except FileNotFoundError:
+        return False
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(partial)
+        raise
+    _fsync_directory(os.path.dirname(target))
+    return True
+
+
+def _write_unnamed(directory: str, base: str, partial: str, dump: Callable[[Any], None]) -> bool | None:
+    """Linux ``O_TMPFILE`` path: True when done; None if unsupported here (nothing was
+    created); False if the partial name kept vanishing before the rename."""
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None or not os.path.isdir("/proc/self/fd"):
+        return None
+    try:
+        fd = os.open(directory, flag | os.O_WRONLY, 0o666)
+    except OSError:
+        return None
+    try:
+        _write_sealed(fd, dump)
+        dfd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            try:
+                if not os.path.lexists(os.path.join(directory, base)):
+                    _link_unnamed(fd, dfd, base)  # first save: the name appears complete
+                    os.fsync(dfd)
+                    return True
+            except FileExistsError:
+                pass
+            except OSError:
+                return None
+            name = os.path.basename(partial)
+            for _ in range(_ATTEMPTS):
+                try:
+                    _link_unnamed(fd, dfd, name)
+                except FileExistsError:  # a concurrent save's partial: ours wins
+                    with contextlib.suppress(OSError):
+                        os.remove(name, dir_fd=dfd)
+                    continue
+                except OSError:
+                    return None
+                try:
+                    os.replace(name, base, src_dir_fd=dfd, dst_dir_fd=dfd)
+                except FileNotFoundError:  # removed by a concurrent load: link again
+                    continue
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.remove(name, dir_fd=dfd)
+                    raise
+                os.fsync(dfd)
+                return True
+            return False
+        finally:
+            os.close(dfd)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------
+# reading
+
+
+def _zip_kind(fh: IO[bytes]) -> str | None:
+    """"jax" (``.npz`` with ``__meta__``), "torch" (``torch.save`` zip) or None."""
+    fh.seek(0)
+    with zipfile.ZipFile(fh) as z:
+        names = z.namelist()
+    fh.seek(0)
+    if "__meta__.npy" in names:
+        return "jax"
+    if any(n.endswith("/data.pkl") for n in names):
+        return "torch"
+    return None
+
+
+@contextlib.contextmanager
+def open_checkpoint(path: str | os.PathLike[str]) -> Iterator[tuple[IO[bytes], str | None]]:
+    """Open ``path``, verify its seal and yield ``(file, kind)``.
+
+    ``file`` is positioned at 0 (the same open file the hash was computed on, so a
+    concurrent replacement cannot swap the content); ``kind`` is ``"torch"``, ``"jax"``
+    or None (another container). Removes a stale ``.zpml-partial`` of ``path``. Every
+    failure is a :class:`CheckpointError` naming the file.
+    """
+    p = os.fspath(path)
+    with contextlib.suppress(OSError):
+        _remove_partial(p)
+    try:
+        fh = open(p, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise CheckpointError(p, f"cannot be opened ({describe_error(exc)})") from exc
+    with fh:
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                raise CheckpointError(p, "is empty (0 bytes)")
+            if size < SEAL_LENGTH + _EOCD_SIZE:
+                raise CheckpointError(
+                    p, f"is {size} bytes, too short for a zpml_core checkpoint (truncated?)"
+                )
+            fh.seek(size - SEAL_LENGTH)
+            seal = fh.read(SEAL_LENGTH)
+            expected = seal[len(SEAL_MAGIC) :]
+            if not seal.startswith(SEAL_MAGIC) or not _is_hex(expected):
+                raise CheckpointError(
+                    p,
+                    "has no zpml_core integrity seal at its end: it is truncated, "
+                    "corrupted, or not a checkpoint written by SCMTrainer.save_checkpoint "
+                    f"(schema_version {CHECKPOINT_SCHEMA_VERSION})",
+                )
+            fh.seek(0)
+            h = hashlib.sha256()
+            remaining = size - SEAL_LENGTH
+            while remaining > 0:
+                chunk = fh.read(min(_CHUNK, remaining))
+                if not chunk:
+                    raise CheckpointError(p, "changed size while it was read")
+                h.update(chunk)
+                remaining -= len(chunk)
+            actual = h.hexdigest().encode("ascii")
+            if actual != expected:
+                raise CheckpointError(
+                    p,
+                    "content hash mismatch: the file is corrupted (sha256 "
+                    f"{actual.decode()} != sealed {expected.decode()})",
+                )
+            try:
+                kind = _zip_kind(fh)
+            except Exception as exc:
+                raise CheckpointError(p, f"is not a readable zip container ({describe_error(exc)})") from exc
+        except OSError as exc:
+            raise CheckpointError(p, f"cannot be read ({describe_error(exc)})") from exc
+        yield fh, kind
+
+
+def _is_hex(b: bytes) -> bool:
+    return len(b) == 64 and all(c in b"0123456789abcdef" for c in b)
+
+
+def parse_metadata(path: str, text: Any) -> dict[str, Any]:
+    """The JSON metadata of a checkpoint as a dict (``CheckpointError`` otherwise)."""
+    try:
+        if isinstance(text, (bytes, bytearray)):
+            text = bytes(text).decode("utf-8")
+        if not isinstance(text, str):
+            raise TypeError(f"metadata is {type(text).__name__}, not JSON text")
+        meta = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(path, f"has unreadable metadata ({describe_error(exc)})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(path, f"is not a {CHECKPOINT_FORMAT} file (metadata format differs)")
+    return meta
+
+
+def _is_int(v: Any) -> TypeGuard[int]:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def check_metadata(path: str, meta: Mapping[str, Any], backend: str, *, weights_only: bool = False) -> None:
+    """Validate what loading applies from the metadata, before anything is modified.
+
+    Format, ``schema_version`` (an int in ``1..CHECKPOINT_SCHEMA_VERSION``) and backend
+    always; the resume fields (epoch, step, early-stopping state, tau generator state
+    type, ``tau_infer``) unless ``weights_only``. Raises :class:`CheckpointError`.
+    """
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(path, f"is not a {CHECKPOINT_FORMAT} file")
+    schema = meta.get("schema_version")
+    if not _is_int(schema) or not 1 <= schema <= CHECKPOINT_SCHEMA_VERSION:
+        raise CheckpointError(
+            path,
+            f"has unsupported schema_version {schema!r} (this zpml_core reads "
+            f"1..{CHECKPOINT_SCHEMA_VERSION})",
+        )
+    if meta.get("backend") != backend:
+        raise CheckpointError(
+            path,
+            f"was written by the {meta.get('backend')!r} backend; this trainer runs on {backend!r}",
+        )
+    if weights_only:
+        return
+    for key in ("epoch", "global_step"):
+        if not _is_int(meta.get(key)) or meta[key] < 0:
+            raise CheckpointError(path, f"metadata {key}={meta.get(key)!r} is not an int >= 0")
+    bad = meta.get("coverage_bad_epochs", 0)
+    if not _is_int(bad) or bad < 0:
+        raise CheckpointError(path, f"metadata coverage_bad_epochs={bad!r} is not an int >= 0")
+    best = meta.get("best_metric")
+    if best is not None and not _is_real(best):
+        raise CheckpointError(path, f"metadata best_metric={best!r} is not a number")
+    tau = meta.get("tau_infer")
+    if tau is not None and (not _is_real(tau) or not math.isfinite(tau) or tau < 0):
+        raise CheckpointError(path, f"metadata tau_infer={tau!r} is not a finite number >= 0")
+    if not isinstance(meta.get("seeded", False), bool):
+        raise CheckpointError(path, f"metadata seeded={meta.get('seeded')!r} is not a bool")
+    rng = meta.get("tau_rng_state")
+    if rng is not None and not isinstance(rng, dict):
+        raise CheckpointError(path, "metadata tau_rng_state is not a generator state")
+
+
+def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Metadata of a checkpoint without building a trainer, after verifying its seal.
+
+    A JAX ``.npz`` needs only numpy (``allow_pickle=False``); a torch checkpoint is read
+    with ``torch.load(weights_only=True)``. Raises :class:`CheckpointError` naming the
+    file for anything that is not an intact zpml_core checkpoint.
+    """
+    p = os.fspath(path)
+    with open_checkpoint(p) as (fh, kind):
+        if kind == "jax":
+            import numpy as np
+
+            try:
+                with np.load(fh, allow_pickle=False) as data:
+                    raw = bytes(data["__meta__"])
+            except Exception as exc:
+                raise CheckpointError(p, f"cannot be read as a JAX checkpoint ({describe_error(exc)})") from exc
+            return parse_metadata(p, raw)
+        if kind == "torch":
+            from zpml_backends.torch_training import read_metadata
+
+            return read_metadata(fh, p)
+    raise CheckpointError(p, "is a zip file but neither a torch nor a JAX zpml_core checkpoint")
