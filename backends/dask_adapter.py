@@ -78,6 +78,29 @@ class DaskBackend(Backend):
         with np.errstate(all="ignore"):
             return np.array(x.compute() if _is_dask(x) else x, copy=True)
 
+    # -- checks -----------------------------------------------------------------------
+    def require(self, bad: Any, message: str, outputs: tuple[Any, ...], *,
+                xp: Any) -> tuple[Any, ...]:
+        """The check becomes part of every output's graph: computing an output (or
+        anything built from it) raises ``ValueError(message)`` if any element of
+        ``bad`` is True; nothing is computed now. (Outputs get the
+        broadcast shape, as ``where(bad, NaN, out)`` has elsewhere.)"""
+        import dask.array as da
+
+        if not _is_dask(bad):
+            return super().require(bad, message, outputs, xp=xp)
+        out = []
+        for o in outputs:
+            if not _is_dask(o):
+                o = da.asarray(o)
+            if o.ndim < bad.ndim:
+                o = o[(None,) * (bad.ndim - o.ndim)]
+            ind = string.ascii_letters[:o.ndim]
+            out.append(da.blockwise(_require_block, ind, o, ind, bad, ind[o.ndim - bad.ndim:],
+                                    message=message, dtype=o.dtype, meta=o._meta,
+                                    align_arrays=True))
+        return tuple(out)
+
     # -- fusion -----------------------------------------------------------------------
     def fuse(self, kernel: Callable[..., Any]) -> Callable[..., Any]:
         f = self._fused.get(kernel)
@@ -99,10 +122,25 @@ class DaskBackend(Backend):
     def _op_by_op(self, kernel: Callable[..., Any], args: tuple[Any, ...],
                   static: dict[str, Any]) -> Any:
         """Run ``kernel`` on the dask namespace (dask builds the chunked graph, with its
-        tree reductions), on blocks whose numpy ufuncs cannot warn."""
+        tree reductions), on blocks whose numpy ufuncs cannot warn. Operands of unknown
+        size (same rank) are checked block by block to have matching lengths, as in the
+        fused path."""
+        import dask.array as da
+
+        flat = [t for a in args for t in (a if isinstance(a, tuple) else (a,))]
+        unknown = [x for x in flat
+                   if _is_dask(x) and any(_dim(n) is None for n in x.shape)]
+        groups: list[list[tuple[int, int]]] = []
+        if len(unknown) > 1 and len({x.ndim for x in unknown}) == 1:
+            dims = tuple(tuple(_dim(n) for n in x.shape) for x in unknown)
+            groups = _unknown_groups(dims, unknown[0].ndim)
 
         def quiet(a: Any) -> Any:
             if _is_dask(a):
+                if groups and any(a is u for u in unknown):
+                    i = next(k for k, u in enumerate(unknown) if u is a)
+                    return da.map_blocks(_to_quiet_checked, *unknown, pick=i, groups=groups,
+                                         dtype=a.dtype, meta=a._meta)
                 return a.map_blocks(_to_quiet, dtype=a.dtype, meta=a._meta)
             if isinstance(a, tuple):
                 return tuple(quiet(t) for t in a)
@@ -161,21 +199,27 @@ class DaskBackend(Backend):
             with np.errstate(all="ignore"):
                 return kernel(*rebuild(blocks), **block_static)
 
-        shapes = tuple(tuple(x.shape) for x in leaves)
-        if any(n != n or n is None for s in shapes for n in s):  # unknown (nan) sizes
-            return self._op_by_op(kernel, args, static)
-        key = (kernel, shapes, tuple(str(x.dtype) for x in leaves),
+        # sizes, None where unknown (dask spells it NaN: chunk sizes not computed yet)
+        dims = tuple(tuple(_dim(n) for n in x.shape) for x in leaves)
+        key = (kernel, dims, tuple(str(x.dtype) for x in leaves),
                tuple(sorted((k, _static_key(v)) for k, v in static.items())),
                tuple(s if isinstance(s, int) else repr(s)[:200] for s in slots))
         plan = self._plans.get(key)
         if plan is None:
-            plan = _plan(run_block, leaves)
+            plan = _plan(run_block, leaves, dims)
             if len(self._plans) > 512:
                 self._plans.clear()
             self._plans[key] = plan
         if plan is None:  # not elementwise over the leading axes: run op by op
             return self._op_by_op(kernel, args, static)
         single, r, outs = plan
+        groups = _unknown_groups(dims, r)
+        if groups:  # unknown sizes can only be compared block by block, at compute time
+            unchecked = run_block
+
+            def run_block(*blocks: Any) -> Any:
+                _check_blocks(blocks, groups)
+                return unchecked(*blocks)
         letters = string.ascii_letters
         out_ind = letters[:r]
         extra = iter(letters[r:])
@@ -216,6 +260,17 @@ class DaskBackend(Backend):
 
 def _identity(x: Any) -> Any:
     return x
+
+
+def _require_block(block: Any, bad: Any, *, message: str) -> Any:
+    """One block of :meth:`DaskBackend.require`: ``block``, or ``ValueError``."""
+    import numpy as np
+
+    if np.any(bad):
+        raise ValueError(message)
+    if block.shape != bad.shape:  # the output has the broadcast shape
+        return np.array(np.broadcast_to(block, np.broadcast_shapes(block.shape, bad.shape)))
+    return block
 
 
 _QUIET_CLASS: Any = None
@@ -271,6 +326,11 @@ def _to_quiet(block: Any) -> Any:
     return np.asarray(block).view(_quiet_class())
 
 
+def _to_quiet_checked(*blocks: Any, pick: int, groups: list[list[tuple[int, int]]]) -> Any:
+    _check_blocks(blocks, groups)
+    return _to_quiet(blocks[pick])
+
+
 def _to_plain(block: Any) -> Any:
     import numpy as np
 
@@ -285,7 +345,42 @@ def _static_key(v: Any) -> Any:
     return v
 
 
-def _plan(run_block: Callable[..., Any], leaves: list[Any]) -> Any:
+def _dim(n: Any) -> int | None:
+    """A dask size as ``int``, or None if unknown (NaN)."""
+    return None if n is None or n != n else int(n)
+
+
+def _unknown_groups(dims: tuple[tuple[int | None, ...], ...],
+                    r: int) -> list[list[tuple[int, int]]]:
+    """For every blockwise axis with operands of unknown size there: the
+    ``(leaf, axis)`` pairs whose blocks must have one common length."""
+    groups: dict[int, list[tuple[int, int]]] = {}
+    for i, shape in enumerate(dims):
+        nd = len(shape)
+        for a, n in enumerate(shape):
+            if n is None:
+                j = r - nd + a if nd <= r else a
+                groups.setdefault(j, []).append((i, a))
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _check_blocks(blocks: tuple[Any, ...], groups: list[list[tuple[int, int]]]) -> None:
+    """Raise ``ValueError`` if operands of unknown size disagree in a block.
+
+    Operands with unknown chunk sizes cannot be checked before they are computed; a block
+    of length 1 facing one of length 5 would otherwise broadcast silently."""
+    for g in groups:
+        sizes = {blocks[i].shape[a] for i, a in g}
+        if len(sizes) > 1:
+            raise ValueError(
+                "operands with unknown chunk sizes do not have matching shapes: one block "
+                f"holds lengths {sorted(sizes)} along the same axis (check the shapes "
+                "after compute_chunk_sizes())"
+            )
+
+
+def _plan(run_block: Callable[..., Any], leaves: list[Any],
+          dims: tuple[tuple[int | None, ...], ...]) -> Any:
     """Output structure of a kernel, from runs on small numpy stand-ins.
 
     Returns ``(single, r, [(ndim, dtype, trailing_sizes, collapsed_axes), ...])``: ``r``
@@ -301,7 +396,7 @@ def _plan(run_block: Callable[..., Any], leaves: list[Any]) -> Any:
         return run_block(*blocks)
 
     try:
-        out = probe([(1,) * x.ndim for x in leaves])
+        out = probe([(1,) * len(d) for d in dims])
     except Exception:
         return None
     single = not isinstance(out, tuple)
@@ -310,20 +405,24 @@ def _plan(run_block: Callable[..., Any], leaves: list[Any]) -> Any:
         return None
     nds = [o.ndim for o in outs]
     r = min(nds)
-    in_nd = max(x.ndim for x in leaves)
+    in_nd = max(len(d) for d in dims)
     if r == 0 and in_nd > 0:
         return None  # a reduction to a scalar: let dask reduce chunk by chunk
-    # second probe: blockwise axes of size min(n, 2) (reveals broadcasting), other axes
-    # at their real size (they are kept whole in every block)
+    # second probe: blockwise axes of size min(n, 2) (reveals broadcasting; an unknown
+    # size stands in as 2), other axes at their real size (kept whole in every block;
+    # an unknown size there cannot be planned)
     shapes: list[tuple[int, ...]] = []
     full = [1] * r
-    for x in leaves:
-        if x.ndim <= r:
-            sh = tuple(min(n, 2) for n in x.shape)
+    for d in dims:
+        if len(d) <= r:
+            sh = tuple(2 if n is None else min(n, 2) for n in d)
             for j, n in enumerate(sh):
-                full[r - x.ndim + j] = max(full[r - x.ndim + j], n)
+                full[r - len(d) + j] = max(full[r - len(d) + j], n)
         else:
-            sh = tuple(min(n, 2) if i < r else n for i, n in enumerate(x.shape))
+            if any(n is None for n in d[r:]):
+                return None
+            sh = tuple((2 if n is None else min(n, 2)) if i < r else int(n or 0)
+                       for i, n in enumerate(d))
             for j in range(r):
                 full[j] = max(full[j], sh[j])
         shapes.append(sh)

@@ -97,6 +97,10 @@ class Backend:
             for o in outputs
         )
 
+    def result_type(self, xp: Namespace, *dtypes: Any) -> Any:
+        """Type promotion of two or more dtypes (the namespace's ``result_type``)."""
+        return xp.result_type(*dtypes)
+
     def integer_arithmetic(self, dtype: Any) -> bool:
         """Whether the framework implements ``+ - * // %`` and negation on integer
         ``dtype`` (the integer SCM ops need them; torch lacks them for uint16/32/64)."""

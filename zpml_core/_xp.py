@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ Array = Any
 Namespace = Any
 
 _PY_SCALARS = (bool, int, float, complex)
+# Caches below are bypassed while a framework traces symbolically (see ``tracing``).
 _NS_BY_TYPE: dict[type, Namespace] = {}
 # (namespace name, dtype) → whether zpml_core accepts arrays of that dtype
 _DTYPE_OK: dict[tuple[str, Any], bool] = {}
@@ -34,6 +35,33 @@ class ScalarRangeError(ValueError, OverflowError):
     range (``1e5`` next to a float16 array). Both a ``ValueError`` and an
     ``OverflowError``.
     """
+
+
+# ---------------------------------------------------------------------------------------
+# symbolic tracing: caches are neither read nor written while a trace is being recorded
+
+_TRACE_PROBES: list[Callable[[], bool]] = []
+
+
+def add_trace_probe(probe: Callable[[], bool]) -> None:
+    """Register an adapter's "is a symbolic trace being recorded right now?" check.
+
+    Idempotent. Adapters whose tracer *guards* on the Python state it reads register one
+    (torch: Dynamo); JAX traces by running Python normally and needs none.
+    """
+    if probe not in _TRACE_PROBES:
+        _TRACE_PROBES.append(probe)
+
+
+def tracing() -> bool:
+    """True while a tracer with guards (Dynamo under ``torch.compile``) records a graph.
+
+    Rule for every cache in zpml_core: while this is True, neither read nor write it,
+    compute the value instead. Under Dynamo a cache miss installs a guard ("key absent")
+    that the first eager fill invalidates (a recompile), and a write is a side effect
+    Dynamo must replay; a cold first call inside ``torch.compile`` would depend on both.
+    """
+    return any(probe() for probe in _TRACE_PROBES)
 
 
 def _type_name(obj: object) -> str:
@@ -82,6 +110,8 @@ def dtype_supported(xp: Namespace, dtype: Any) -> bool:
     float16, bfloat16 (where the library has it), float32, float64, complex64,
     complex128. Extended types (``np.longdouble``, ml_dtypes' ``bfloat16`` in numpy,
     strings, objects) are not array-API dtypes and are rejected."""
+    if tracing():
+        return _dtype_supported(xp, dtype)
     key: tuple[str, Any] | None = (xp.__name__, dtype)
     try:
         ok = _DTYPE_OK.get(key)  # type: ignore[arg-type]
@@ -119,7 +149,8 @@ def check_dtype(xp: Namespace, a: Array, name: str | None) -> None:
 
 def _namespace_of(a: object, name: str | None = None) -> Namespace:
     t = type(a)
-    ns = _NS_BY_TYPE.get(t)
+    traced = tracing()
+    ns = None if traced else _NS_BY_TYPE.get(t)
     if ns is None:
         _check_array_type(a, name)
         try:
@@ -129,7 +160,8 @@ def _namespace_of(a: object, name: str | None = None) -> Namespace:
                 f"{_what(name)} an array from an array-API library (numpy, torch, jax, ...) "
                 f"or a Python scalar, got {_type_name(a)}"
             ) from None
-        _NS_BY_TYPE[t] = ns
+        if not traced:
+            _NS_BY_TYPE[t] = ns
     check_dtype(ns, a, name)
     return ns
 
@@ -207,15 +239,48 @@ def is_lazy(x: Array) -> bool:
 
 @dataclass(frozen=True)
 class FloatConsts:
-    """Constants of a real floating dtype, as Python floats (exact in that dtype)."""
+    """Constants of a real floating dtype, as Python floats (exact in the working dtype).
 
-    tiny: float  # smallest normal
+    16-bit dtypes (float16, bfloat16) are ``wide``: kernels compute them in float32 (see
+    :mod:`zpml_core._precision`), so every constant here is exact in float32, and those
+    compared with half-precision data (``tiny``, ``max``, ``sqrt_tiny``, ``exp_max``)
+    are exact in the half dtype too.
+    """
+
+    tiny: float  # smallest normal, 2**emin
     max: float
     eps: float
     sqrt_tiny: float  # smallest |y| whose square y*y is still normal (exact: 2**(emin/2))
     exp_max: float  # largest x with exp(x) finite
-    # quotient guard: |a| <= fl(|b| * ovf) guarantees fl(a / b) finite (ovf = max - ~4 ulp)
+    # quotient guard: |a| <= fl(|b| * ovf) guarantees fl(a / b) finite. float32/float64:
+    # ovf = max·(1 − 2·eps) (~4 ulp below max, absorbs the rounding of the product);
+    # wide dtypes: ovf = edge, and |b|·edge is exact in float32, so the guard is exactly
+    # "a / b does not round to ±inf in the half dtype"
     ovf: float
+    # the rounding edge: the smallest magnitude that rounds to ±inf in this dtype,
+    # max + ulp(max)/2 (float16: 65520); inf where it exceeds the Python float range
+    edge: float
+    wide: bool  # computed in float32 (16-bit dtypes)
+    digits: int  # significand bits, including the implicit bit (float16: 11)
+    emin: int  # exponent of the smallest normal
+
+    def round(self, v: float) -> float:
+        """``v`` rounded to this dtype (to nearest, ties to even; subnormals kept;
+        ±inf from the rounding edge on), computed exactly on Python floats.
+
+        Thresholds compared with data of this dtype are rounded with it first, as the
+        libraries do when they convert a Python scalar to the array's dtype; kernels
+        that compute a half dtype in float32 need the rounding done explicitly.
+        """
+        # comparisons only (no math.isfinite/copysign): under torch.compile ``v`` may be
+        # a symbolic float
+        if v == 0.0 or not (-math.inf < v < math.inf):
+            return v
+        if abs(v) >= self.edge:
+            return math.inf if v > 0 else -math.inf
+        _, e = math.frexp(v)  # |v| = m·2**e, 0.5 <= m < 1
+        q = max(e, self.emin + 1) - self.digits  # exponent of one ulp at |v|
+        return math.ldexp(float(round(math.ldexp(v, -q))), q)
 
 
 _EXP_MAX = {
@@ -238,7 +303,8 @@ def real_dtype(xp: Namespace, dtype: Any) -> Any:
 def consts(xp: Namespace, dtype: Any) -> FloatConsts:
     """Per-dtype constants (cached). ``dtype`` must be real or complex floating."""
     key = (id(xp), dtype)
-    c = _CONSTS.get(key)
+    traced = tracing()
+    c = None if traced else _CONSTS.get(key)
     if c is None:
         fi = xp.finfo(real_dtype(xp, dtype))
         tiny = float(fi.smallest_normal)
@@ -248,15 +314,27 @@ def consts(xp: Namespace, dtype: Any) -> FloatConsts:
             # bfloat16 (8-bit mantissa): exp(88.5) finite, exp(89.0) overflows
             exp_max = 88.5 if fmax == _BF16_MAX else math.log(fmax)
         eps = float(fi.eps)
+        digits = 1 - round(math.log2(eps))
+        emax = math.frexp(fmax)[1] - 1
+        try:  # (2 - eps/2)·2**emax, exact; overflows the Python float range for float64
+            edge = math.ldexp(2.0 - eps / 2.0, emax)
+        except OverflowError:
+            edge = math.inf
+        wide = int(fi.bits) < 32
         c = FloatConsts(
             tiny=tiny,
             max=fmax,
             eps=eps,
             sqrt_tiny=math.sqrt(tiny),
             exp_max=exp_max,
-            ovf=fmax * (1.0 - 2.0 * eps),
+            ovf=edge if wide else fmax * (1.0 - 2.0 * eps),
+            edge=edge,
+            wide=wide,
+            digits=digits,
+            emin=round(math.log2(tiny)),
         )
-        _CONSTS[key] = c
+        if not traced:
+            _CONSTS[key] = c
     return c
 
 
@@ -358,6 +436,21 @@ def scalar_array(xp: Namespace, name: str, v: object, dtype: Any, dev: Any) -> A
     return xp.asarray(_real_value(name, v, xp, dtype), dtype=dtype, device=dev)
 
 
+def result_dtype(xp: Namespace, *dtypes: Any) -> Any:
+    """The library's type promotion of ``dtypes`` (dtypes only, never array shapes).
+
+    Equal dtypes need no promotion. Mixed dtypes go through the adapter
+    (``Backend.result_type``): torch's ``result_type`` of float16/bfloat16 (not array-API
+    dtypes) is a tensor operation Dynamo cannot trace, ``torch.promote_types`` is not.
+    """
+    first = dtypes[0]
+    if all(d == first for d in dtypes[1:]):
+        return first
+    from zpml_core._registry import get_backend
+
+    return get_backend(xp).result_type(xp, *dtypes)
+
+
 def float_operands(
     xp: Namespace, names: Sequence[str], values: Sequence[object], *, promote: bool
 ) -> list[Array]:
@@ -379,7 +472,7 @@ def float_operands(
     arrays: list[Array] = [as_input(xp, v) for v in values if is_array(v)]
     scalars = [v for v in values if not is_array(v)]
     if arrays:
-        dt = arrays[0].dtype if len(arrays) == 1 else xp.result_type(*arrays)
+        dt = result_dtype(xp, *(a.dtype for a in arrays))
         dev = device(arrays[0])
     else:
         is_cplx = any(isinstance(v, complex) for v in scalars)

@@ -1,4 +1,4 @@
-"""Strict inference: decode ``(P, Q)`` with the masks production uses (SPEC §4).
+"""Strict inference: decode ``(P, Q)`` with the masks production uses.
 
 ``strict_inference`` refuses instead of guessing: wherever the denominator is too small
 (``|Q| < tau_infer``, *semantic* bottom) or anything is not finite (*fault*), the decoded
@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from zpml_core import _xp
+from zpml_core._daz import flush_attached
 from zpml_core._layout import LEADING, layout
+from zpml_core._precision import detached, narrow, widen
 from zpml_core._registry import Backend, get_backend
 from zpml_core._xp import Array, Namespace
 
@@ -148,7 +150,8 @@ def _any_trailing(m: Array, ndim: int, *, xp: Namespace) -> Array:
 
 
 def _expand_trailing(a: Array, k: int, *, xp: Namespace) -> Array:
-    return a if k == 0 else xp.reshape(a, (*a.shape, *([1] * k)))
+    # ``None`` indexing, not reshape: works with unknown sizes (dask, unknown chunks)
+    return a if k == 0 else a[(..., *([None] * k))]
 
 
 @layout(LEADING)
@@ -166,17 +169,23 @@ def _k_strict(
 ) -> tuple[Array, Array, Array, Array, Array]:
     # fault    = any(¬fin(P)) ∨ ¬fin(Q) ∨ any(¬fin(V_i)) ∨ any(P/Q overflows)
     # semantic = |Q| < max(tau_infer, tiny)   (DAZ: |Q| < tiny is zero) ∨ any(|V_i| < tau_i)
-    # Overflow is the guard |P| > |Q|·ovf (no probe division); every mask is known before
-    # the single division, and the numerator is zeroed at bottom so dQ stays finite.
+    # Thresholds arrive rounded to Q's dtype (tau_i: to V_i's here). Overflow is the guard
+    # |P| > |Q|·ovf (no probe division; float16/bfloat16, computed in float32: exactly
+    # "P/Q rounds to ±inf"). Every mask is known before the single division and reads
+    # detached operands; the numerator is zeroed at bottom before any arithmetic, so no
+    # differentiated intermediate is inf/NaN and dQ stays finite.
     c = _xp.consts(xp, Q.dtype)
+    sg = be.stop_gradient
     q_nd = Q.ndim
     k = max(P.ndim - q_nd, 0)
-    aq, ap = xp.abs(Q), xp.abs(P)
+    aq, ap = xp.abs(detached(xp, be, c, Q)), xp.abs(detached(xp, be, c, P))
     semantic = aq < thr
     fault = ~(aq <= c.max)
     for v, t in zip(factors, factor_taus, strict=True):
-        fault = fault | _any_trailing(~xp.isfinite(v), q_nd, xp=xp)
-        semantic = semantic | _any_trailing(xp.abs(v) < t, q_nd, xp=xp)
+        vd = sg(v)
+        tv = _xp.consts(xp, v.dtype).round(t)
+        fault = fault | _any_trailing(~xp.isfinite(vd), q_nd, xp=xp)
+        semantic = semantic | _any_trailing(xp.abs(vd) < tv, q_nd, xp=xp)
     # the quotient is only formed where Q is usable (not semantic, not a Q fault)
     usable = _expand_trailing(~(fault | semantic), k, xp=xp)
     p_bad = ~(ap <= c.max) | (usable & (ap > _expand_trailing(aq, k, xp=xp) * c.ovf))
@@ -185,10 +194,15 @@ def _k_strict(
     bottom_e = _expand_trailing(bottom, k, xp=xp)
     # the divisor gets the full (P-broadcast) shape through the where condition: XLA
     # rewrites P / broadcast(q) as P * (1/q), which flushes 1/q for |q| > 1/tiny
-    q_safe = xp.where(bottom_e | (ap != ap), 1.0, _expand_trailing(Q, k, xp=xp))
-    # numerator: a signed zero at bottom and where subnormal (DAZ)
-    p_zero = bottom_e | (ap < c.tiny)
-    out = xp.where(p_zero, be.signed_zero(P), P) / q_safe
+    q_safe = widen(xp, c, xp.where(bottom_e | (ap != ap), 1.0, _expand_trailing(Q, k, xp=xp)))
+    # numerator: zero at bottom (before any arithmetic), a signed zero where subnormal
+    # (DAZ); forward-only backends need no sanitising (the bottom quotient is discarded)
+    if be.supports_autodiff:
+        p0 = widen(xp, c, xp.where(bottom_e, 0.0, P))
+        num = flush_attached(p0, ap < c.tiny, xp=xp, be=be)
+    else:
+        num = widen(xp, c, xp.where(bottom_e | (ap < c.tiny), P * 0.0, P))
+    out = narrow(xp, Q.dtype, num / q_safe)
     decoded = xp.where(bottom_e, xp.nan, out)
     if tau_train is not None and tau_train > tau:
         gap = (aq >= tau) & (aq < tau_train) & ~bottom
@@ -238,7 +252,7 @@ def strict_inference(
     validity_factors: Sequence[Array] | None = None,
     validity_taus: float | Sequence[float] = 1e-6,
 ) -> InferenceResult:
-    """Decode ``P/Q`` strictly (SPEC §4.2).
+    """Decode ``P/Q`` strictly.
 
     Masks live on ``Q``'s shape: if ``P`` has more dimensions, ``P``-derived masks are
     reduced with ``any`` over ``P``'s trailing axes and ``Q``/masks are expanded with
@@ -292,9 +306,11 @@ def strict_inference(
         factors,
         xp=xp,
         be=be,
-        thr=max(cfg.tau_infer, c.tiny),
-        tau=cfg.tau_infer,
-        tau_train=cfg.tau_train,
+        # thresholds rounded to Q's dtype, as eager comparisons with a Python float do
+        # (explicitly: float16/bfloat16 are compared in float32)
+        thr=max(c.round(cfg.tau_infer), c.tiny),
+        tau=c.round(cfg.tau_infer),
+        tau_train=None if cfg.tau_train is None else c.round(cfg.tau_train),
         factor_taus=ftaus,
     )
     from zpml_core.autodiff.rules import gate_output
