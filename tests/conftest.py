@@ -35,11 +35,14 @@ def requested_backends() -> tuple[list[str], bool]:
 
 
 # Hypothesis profiles (dev / ci / nightly) must exist before hypothesis' pytest plugin
-# reads --hypothesis-profile from the repository root.
+# reads --hypothesis-profile from the repository root. One is loaded now, before any test
+# module is imported: a module-level ``settings(...)`` inherits the profile active at its
+# creation, and the dev and ci profiles are derandomized (no test may pass on one run and
+# fail on the next). An explicit --hypothesis-profile is loaded later by the plugin.
 try:
-    from zpml_core.testing import register_profiles
+    from zpml_core.testing import load_profile
 
-    register_profiles()
+    load_profile()
 except ImportError:  # hypothesis not installed: only the property tests need it
     pass
 

@@ -8,7 +8,9 @@ Strategies (all take the array namespace ``xp`` first and return arrays of ``xp`
 * :func:`scm_arrays` — ``SCMArray(value, bottom)`` operands with a controllable share
   of edge values (±0, ±inf, NaN, subnormals, the smallest normal, ``2**(emin/2)``,
   huge values, values next to the thresholds ``taus``) and a controllable share of
-  masked (bottom) elements.
+  masked (bottom) elements; the other values cover the dtype's whole finite range
+  (log-uniform magnitudes from the smallest subnormal to ``max``, moderate values and
+  hypothesis' own float mix).
 * :func:`projective_tuples` — ``(N, D)`` pairs for ``decode`` / ``renormalize``.
 * :func:`targets` — regression targets with finite and non-finite entries (optionally
   with status labels for ``lift_semantic_targets``).
@@ -23,10 +25,17 @@ Reproductions: :func:`reproduction` renders a call as code a user can paste; pas
 Profiles: :func:`register_profiles` registers ``dev``, ``ci`` and ``nightly``;
 :func:`load_profile` picks one from an argument, ``$HYPOTHESIS_PROFILE`` or ``$CI``.
 
+Dtypes: float16, bfloat16 (where the library has it; drawn and compared in numpy as
+ml_dtypes' ``bfloat16``), float32, float64, complex64, complex128.
+
 Arrays are drawn as numpy arrays (``hypothesis.extra.numpy``) and handed to the library
 through its zpml_core backend adapter, which copies them exactly (subnormals included)
 in one call. Namespaces without an adapter are drawn with
 ``hypothesis.extra.array_api.make_strategies_namespace(xp)`` instead.
+
+Shares (``edge_fraction``, ``bottom_fraction``, ``nonfinite_fraction``) are drawn from
+fair booleans, so they hold on average as asked (hypothesis' integers are skewed to
+small values), and small arrays draw each element on its own.
 """
 
 from __future__ import annotations
@@ -78,7 +87,7 @@ DEFAULT_TAUS: tuple[float, ...] = (1e-6, 1e-4)
 #: kernel a handful of times instead of once per example.
 SMALL_SHAPES: tuple[tuple[int, ...], ...] = ((), (0,), (1,), (3,), (8,), (2, 3))
 
-_REAL_NAMES = ("float16", "float32", "float64")
+_REAL_NAMES = ("float16", "bfloat16", "float32", "float64")
 _COMPLEX_NAMES = ("complex64", "complex128")
 
 
@@ -86,19 +95,43 @@ _COMPLEX_NAMES = ("complex64", "complex128")
 # dtypes
 
 
+def _bf16_type() -> Any:
+    """numpy's bfloat16 scalar type (from ``ml_dtypes``, installed with jax)."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise TypeError(
+            "bfloat16 arrays are drawn and compared as numpy arrays of ml_dtypes' "
+            "bfloat16: pip install ml_dtypes"
+        ) from None
+    return ml_dtypes.bfloat16
+
+
+def _np_dtype(name: str) -> np.dtype:
+    """The numpy dtype for a dtype name (bfloat16: ml_dtypes' bfloat16)."""
+    return np.dtype(_bf16_type()) if name == "bfloat16" else np.dtype(name)
+
+
+def _is_bf16(dtype: Any) -> bool:
+    return getattr(dtype, "name", None) == "bfloat16"
+
+
 def _np_dtype_name(xp: Namespace, dtype: Any) -> str:
-    """The numpy name (``"float64"``) of a dtype of ``xp`` or of a dtype name."""
+    """The numpy name (``"float64"``) of a floating dtype of ``xp`` or of a dtype name;
+    ``TypeError`` if it is not a floating dtype ``xp`` offers."""
+    name = ""
     if isinstance(dtype, str):
         name = dtype
     else:
-        name = ""
-        try:
-            for n, dt in xp.__array_namespace_info__().dtypes().items():
-                if dt == dtype:
-                    name = n
-                    break
-        except Exception:  # an older namespace without the inspection API
-            name = ""
+        for n in _REAL_NAMES + _COMPLEX_NAMES:
+            cand = getattr(xp, n, None)
+            try:
+                same = cand is not None and bool(cand == dtype)
+            except Exception:  # incomparable dtype objects
+                same = False
+            if same:
+                name = n
+                break
         if not name:
             name = getattr(dtype, "name", None) or str(dtype).rsplit(".", 1)[-1]
     if name not in _REAL_NAMES + _COMPLEX_NAMES:
@@ -106,6 +139,10 @@ def _np_dtype_name(xp: Namespace, dtype: Any) -> str:
             f"dtype must be a real or complex floating dtype of {xp.__name__} "
             f"({', '.join(_REAL_NAMES + _COMPLEX_NAMES)}), got {dtype!r}"
         )
+    if not hasattr(xp, name):
+        raise TypeError(f"dtype {name} is not offered by {xp.__name__}")
+    if name == "bfloat16":
+        _bf16_type()
     return name
 
 
@@ -189,7 +226,7 @@ def edge_values(
 
 def _edge_values(xp: Namespace, name: str, taus: tuple[float, ...], allow_nan: bool,
                  allow_infinity: bool, allow_subnormal: bool) -> tuple[float, ...]:
-    npdt = np.dtype(name)
+    npdt = _np_dtype(name)
     fi = np.finfo(npdt)
     t = npdt.type
     tiny, fmax = t(fi.smallest_normal), t(fi.max)
@@ -204,7 +241,7 @@ def _edge_values(xp: Namespace, name: str, taus: tuple[float, ...], allow_nan: b
     emin = int(np.log2(float(tiny)))
     sqrt_tiny = t(2.0 ** (emin // 2)) if emin % 2 == 0 else t(math.sqrt(float(tiny)))
     inv_sqrt_max = t(1.0 / math.sqrt(float(fmax)))
-    exp_max = t(_xp.consts(np, npdt).exp_max)
+    exp_max = t(_xp.consts(xp, getattr(xp, name)).exp_max)
     mags: list[Any] = [
         zero,
         np.nextafter(zero, one),  # smallest subnormal
@@ -239,32 +276,86 @@ def _edge_values(xp: Namespace, name: str, taus: tuple[float, ...], allow_nan: b
     return tuple(out)
 
 
-_FLOAT_KW = ("min_value", "max_value", "exclude_min", "exclude_max")
+#: binary digits of every share (``edge_fraction``, ``bottom_fraction``, ...): a share is
+#: rounded to a multiple of ``2**-16``
+_COIN_BITS = 16
+_COIN_ONE = 1 << _COIN_BITS
 
 
-_PER_MILLE = st.integers(0, 999)
+def _flip(draw: st.DrawFn, k: int) -> bool:
+    """True with probability ``k / 2**16`` (for fair coins), drawn from fair booleans.
+
+    Hypothesis biases integer draws towards small values (``integers(0, 999) < 500``
+    holds ~72 % of the time, not 50 %), so a share is not ``integers(...) < k``: instead
+    ``U = 0.b1 b2 b3 …`` (binary digits ``b_i`` drawn lazily as booleans, two on average)
+    is compared with the binary digits of ``k / 2**16``; ``U < k / 2**16`` holds with
+    exactly that probability. All-False bits shrink ``U`` to 0, so the result shrinks
+    towards True."""
+    for i in range(_COIN_BITS - 1, -1, -1):
+        digit = (k >> i) & 1
+        if draw(_BOOL) != bool(digit):
+            return digit == 1
+        if k & ((1 << i) - 1) == 0:  # the remaining digits are 0: U >= k / 2**16
+            return False
+    return False
+
+
+_BOOL = st.booleans()
+
+
+def _share(fraction: float, what: str) -> int:
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"{what} must be in [0, 1], got {fraction!r}")
+    return round(fraction * _COIN_ONE)
+
+
+Options = tuple[tuple[int, st.SearchStrategy[Any]], ...]
 
 
 @st.composite
-def _mix(draw: st.DrawFn, edge: st.SearchStrategy[Any], general: st.SearchStrategy[Any],
-         k: int) -> Any:
-    return draw(edge) if draw(_PER_MILLE) < k else draw(general)
+def _pick(draw: st.DrawFn, options: Options, last: st.SearchStrategy[Any]) -> Any:
+    """The strategy of the first option whose coin (share ``k / 2**16``) comes up, else
+    ``last`` (one composite per element, however many options: drawing is the cost)."""
+    for k, strategy in options:
+        if _flip(draw, k):
+            return draw(strategy)
+    return draw(last)
+
+
+@st.composite
+def _coin(draw: st.DrawFn, k: int) -> bool:
+    return _flip(draw, k)
 
 
 def _mixture(edges: Sequence[Any], general: st.SearchStrategy[Any],
-             edge_fraction: float) -> st.SearchStrategy[Any]:
-    """``edges`` with probability ~``edge_fraction``, else ``general`` (shrinks to edges)."""
-    if not 0.0 <= edge_fraction <= 1.0:
-        raise ValueError(f"edge_fraction must be in [0, 1], got {edge_fraction!r}")
-    if not edges or edge_fraction == 0.0:
-        return general
-    edge = st.sampled_from(tuple(edges))
-    if edge_fraction == 1.0:
-        return edge
-    return _mix(edge, general, round(edge_fraction * 1000))
+             edge_fraction: float, what: str = "edge_fraction",
+             options: Options = ()) -> st.SearchStrategy[Any]:
+    """``edges`` with probability ``edge_fraction``, else the ``options`` (each with its
+    share of the rest), else ``general``; shrinks to edges."""
+    k = _share(edge_fraction, what)
+    if edges and k == _COIN_ONE:
+        return st.sampled_from(tuple(edges))
+    if edges and k:
+        options = ((k, st.sampled_from(tuple(edges))), *options)
+    return _pick(options, general) if options else general
+
+
+def _round_bf16(v: float) -> float:
+    """``v`` rounded to a bfloat16 value (via float32, ties to even; the double rounding
+    may pick the other neighbour at an exact float32 tie — immaterial here: drawn values
+    only need to be exactly representable)."""
+    with np.errstate(all="ignore"):
+        f = np.asarray(v, dtype=np.float32)
+    if not np.isfinite(f):
+        return float(f)
+    u = int(f.view(np.uint32))
+    u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000  # overflow past max gives inf
+    return float(np.asarray(u, dtype=np.uint32).view(np.float32))
 
 
 def _rounder(name: str) -> Callable[[float], float]:
+    if name == "bfloat16":
+        return _round_bf16
     t = np.dtype(name).type
 
     def rnd(v: float) -> float:
@@ -272,6 +363,79 @@ def _rounder(name: str) -> Callable[[float], float]:
             return float(t(v))
 
     return rnd
+
+
+def _width(name: str) -> Literal[16, 32, 64]:
+    """``floats(width=...)`` for a dtype (bfloat16: drawn as float32, then rounded)."""
+    return {"float16": 16, "bfloat16": 32, "float32": 32}.get(name, 64)  # type: ignore[return-value]
+
+
+def _fitter(name: str, allow_infinity: bool, allow_subnormal: bool) -> Callable[[float], float]:
+    """Round to dtype ``name``; a finite value that rounds to ±inf becomes ±max unless
+    infinities are allowed; a subnormal becomes the zero of its sign unless allowed."""
+    rnd = _rounder(name)
+    fi = np.finfo(_np_dtype(name))
+    tiny, fmax = float(fi.smallest_normal), float(fi.max)
+
+    def fit(v: float) -> float:
+        r = rnd(v)
+        if math.isinf(r) and not math.isinf(v) and not allow_infinity:
+            return math.copysign(fmax, r)
+        if not allow_subnormal and 0.0 < abs(r) < tiny:
+            return math.copysign(0.0, r)
+        return r
+
+    return fit
+
+
+# moderate values (before rounding to the dtype): the range everyday data lives in
+_MODERATE = 1e3
+
+
+def _full_range(
+    dtype_name: str,
+    *,
+    allow_nan: bool = True,
+    allow_infinity: bool = True,
+    allow_subnormal: bool = True,
+) -> tuple[Options, st.SearchStrategy[float]]:
+    """Python floats exact in the real dtype ``dtype_name``, over its whole range.
+
+    The default non-edge values of every strategy here: a mixture of
+
+    * (half of the values) **log-uniform magnitudes over the whole finite range**: a
+      binary exponent from the smallest subnormal's (the smallest normal's if
+      ``allow_subnormal`` is False) to ``max``'s, a uniform mantissa, either sign — so
+      ``1e-300`` and ``1e300`` (float64) are about as likely as ``1.0``;
+    * (a quarter) **moderate values**: any float in ``[-1e3, 1e3]``, rounded to the dtype;
+    * (a quarter) hypothesis' ``floats`` of the dtype's width (its own mix of simple and nasty values;
+      ±inf and NaN where allowed).
+
+    Shrinks towards 1.0 (exponent 0, mantissa 0). ``dtype_name``: float16, bfloat16,
+    float32 or float64. Returns the options for :func:`_pick` (log-uniform, moderate)
+    and the last strategy (hypothesis' floats).
+    """
+    fi = np.finfo(_np_dtype(dtype_name))
+    nmant, emin, emax = int(fi.nmant), int(fi.minexp), int(fi.maxexp) - 1
+    fit = _fitter(dtype_name, allow_infinity, allow_subnormal)
+    lowest = emin - nmant if allow_subnormal else emin
+
+    def build(e: int, m: int) -> float:
+        # m: the sign (lowest bit) and the mantissa; exact in float64 (nmant <= 52),
+        # rounding to the dtype only quantises subnormals
+        v = fit(math.ldexp(1.0 + (m >> 1) / (1 << nmant), e))
+        return -v if m & 1 else v
+
+    log_uniform = st.builds(build, st.integers(lowest, emax),
+                            st.integers(0, (1 << (nmant + 1)) - 1))
+    moderate = st.floats(-_MODERATE, _MODERATE).map(fit)
+    floats = st.floats(width=_width(dtype_name), allow_nan=allow_nan,
+                       allow_infinity=allow_infinity, allow_subnormal=allow_subnormal)
+    if dtype_name == "bfloat16":
+        floats = floats.map(fit)
+    # fair shares (one_of picks its first branch far more often than the others)
+    half = _COIN_ONE // 2
+    return ((half, log_uniform), (half, moderate)), floats
 
 
 def _real_elements(
@@ -285,24 +449,28 @@ def _real_elements(
     allow_infinity: bool,
     allow_subnormal: bool,
 ) -> st.SearchStrategy[float]:
-    width: Literal[16, 32, 64] = {2: 16, 4: 32, 8: 64}[np.dtype(name).itemsize]  # type: ignore[assignment]
     kw: dict[str, Any] = {
         "allow_nan": allow_nan,
         "allow_infinity": allow_infinity,
         "allow_subnormal": allow_subnormal,
     }
+    general: st.SearchStrategy[float]
+    options: Options = ()
     if isinstance(elements, st.SearchStrategy):
         # user values are rounded to the dtype (so any Python float strategy can be used)
-        general: st.SearchStrategy[float] = (
-            elements if name == "float64" else elements.map(_rounder(name))
-        )
+        general = elements if name == "float64" else elements.map(_rounder(name))
     else:
         extra = dict(elements or {})
         if "min_value" in extra or "max_value" in extra:
             # bounded: let hypothesis infer NaN/inf unless the mapping says otherwise
             kw["allow_nan"] = kw["allow_infinity"] = kw["allow_subnormal"] = None
-        kw.update(extra)
-        general = st.floats(width=width, **kw)
+            kw.update(extra)
+            general = st.floats(width=_width(name), **kw)
+            if name == "bfloat16":
+                general = general.map(_round_bf16)
+        else:
+            kw.update(extra)
+            options, general = _full_range(name, **kw)
     edges = edge_values(xp, name, taus=taus, allow_nan=bool(kw["allow_nan"]),
                         allow_infinity=kw["allow_infinity"] is not False,
                         allow_subnormal=kw["allow_subnormal"] is not False)
@@ -314,7 +482,7 @@ def _real_elements(
             and (lo is None or (v > lo if kw.get("exclude_min") else v >= lo))
             and (hi is None or (v < hi if kw.get("exclude_max") else v <= hi))
         )
-    return _mixture(edges, general, edge_fraction)
+    return _mixture(edges, general, edge_fraction, options=options)
 
 
 def _elements(xp: Namespace, name: str, **kw: Any) -> st.SearchStrategy[Any]:
@@ -347,12 +515,18 @@ def _elements_uncached(xp: Namespace, name: str, **kw: Any) -> st.SearchStrategy
 
 
 def to_numpy(x: Array) -> np.ndarray:
-    """An exact numpy copy of an array of any supported library (detached, on host)."""
+    """An exact numpy copy of an array of any supported library (detached, on host).
+
+    bfloat16 arrays become numpy arrays of ml_dtypes' ``bfloat16`` (exact)."""
     if isinstance(x, np.ndarray):
         return x
     if isinstance(x, (bool, int, float, complex, np.generic)):
         return np.asarray(x)
-    be = get_backend(_xp.namespace(x))
+    xp = _xp.namespace(x)
+    be = get_backend(xp)
+    if _is_bf16(x.dtype) or str(x.dtype).endswith("bfloat16"):
+        # not every library exports bfloat16 to numpy: widen exactly, then narrow exactly
+        return to_numpy(xp.astype(x, xp.float32)).astype(_bf16_type())
     if isinstance(be, GenericBackend):
         try:
             return np.from_dlpack(x).copy()
@@ -362,6 +536,7 @@ def to_numpy(x: Array) -> np.ndarray:
 
 
 _ARRAY_API_NS: dict[int, Any] = {}
+_NO_FILL_MAX = 64
 
 
 def _array_api_strategies(xp: Namespace) -> Any:
@@ -391,22 +566,33 @@ def _draw_array(
     with ``hypothesis.extra.array_api`` (which checks every element survived).
     """
     be = get_backend(xp)
+    # Small arrays draw every element on its own: hypothesis' default ``fill`` sets most
+    # elements of an array to one value, so arrays would hold fewer distinct values and
+    # the shares (edge_fraction, bottom_fraction, ...) would hold per array far less
+    # often. Large arrays keep the fill (drawing each element would be slow).
+    fill = st.nothing() if math.prod(shape) <= _NO_FILL_MAX else None
     if isinstance(be, GenericBackend):
+        if name == "bfloat16":
+            raise TypeError(f"bfloat16 arrays of {xp.__name__} need a zpml_core adapter")
         xp_dtype = xp.bool if name == "bool" else getattr(xp, name)
-        a = draw(_array_api_strategies(xp).arrays(xp_dtype, shape, elements=elements))
+        a = draw(_array_api_strategies(xp).arrays(xp_dtype, shape, elements=elements,
+                                                   fill=fill))
         return a if device is None else a.to_device(device)
-    npa = draw(hnp.arrays(np.dtype(name), shape, elements=elements))
+    if name == "bfloat16":
+        # drawn as float32 (every element is a bfloat16 value), converted exactly by xp
+        npa = draw(hnp.arrays(np.dtype(np.float32), shape, elements=elements, fill=fill))
+        return xp.astype(be.asarray(npa, device=device), xp.bfloat16)
+    npa = draw(hnp.arrays(np.dtype(name), shape, elements=elements, fill=fill))
     return be.asarray(npa, device=device)
 
 
 def _bool_elements(fraction: float) -> st.SearchStrategy[bool]:
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"bottom_fraction must be in [0, 1], got {fraction!r}")
-    if fraction == 0.0:
+    k = _share(fraction, "bottom_fraction")
+    if k == 0:
         return st.just(False)
-    if fraction == 1.0:
+    if k == _COIN_ONE:
         return st.just(True)
-    return _mixture([True], st.just(False), fraction)
+    return _coin(k)
 
 
 class _ElementCache:
@@ -440,12 +626,16 @@ def scm_arrays(
 ) -> st.SearchStrategy[SCMArray]:
     """Strategy for SCM operands ``SCMArray(value, bottom)`` of namespace ``xp``.
 
-    * ``dtype``: a real or complex floating dtype of ``xp`` (or its name, or a strategy
-      of either); default: float32 or float64 (those the namespace offers).
+    * ``dtype``: a real or complex floating dtype of ``xp`` (float16, bfloat16, float32,
+      float64, complex64, complex128; or its name, or a strategy of either); default:
+      float32 or float64 (those the namespace offers).
     * ``shape``: an int, a tuple or a strategy; default :func:`small_shapes`.
-    * ``elements``: the non-edge values — a strategy of Python floats, or keyword
-      arguments for ``hypothesis.strategies.floats`` (``min_value``, ...; edge values
-      outside that range are dropped). Default: any float of the dtype.
+    * ``elements``: the non-edge values — a strategy of Python floats (rounded to the
+      dtype), or keyword arguments for ``hypothesis.strategies.floats`` (``min_value``,
+      ...; edge values outside that range are dropped). Default: the dtype's whole
+      finite range — half log-uniform magnitudes from the smallest subnormal to
+      ``max`` (either sign), a quarter moderate values (``|v| <= 1e3``), a quarter
+      hypothesis' own floats of the dtype (±inf/NaN where allowed).
     * ``edge_fraction``: share of elements drawn from :func:`edge_values` (0 disables).
     * ``bottom_fraction``: share of elements whose ``bottom`` bit is set.
     * ``taus``: thresholds whose neighbourhoods are edge values.
@@ -459,6 +649,7 @@ def scm_arrays(
 
     Complex dtypes draw real and imaginary parts independently from the same values.
     """
+    _share(edge_fraction, "edge_fraction")  # validated eagerly (elements are built lazily)
     elems = _ElementCache(xp, elements=elements, edge_fraction=edge_fraction,
                           taus=tuple(taus), allow_nan=allow_nan,
                           allow_infinity=allow_infinity, allow_subnormal=allow_subnormal)
@@ -502,6 +693,7 @@ def projective_tuples(
     ``allow_nonfinite=False`` excludes ±inf and NaN. Other arguments as in
     :func:`scm_arrays`.
     """
+    _share(edge_fraction, "edge_fraction")
     elems = _ElementCache(xp, elements=elements, edge_fraction=edge_fraction,
                           taus=tuple(taus), allow_nan=allow_nonfinite,
                           allow_infinity=allow_nonfinite, allow_subnormal=allow_subnormal)
@@ -567,8 +759,8 @@ def targets(
     ``lift_semantic_targets`` — finite elements get any label (mostly ``"finite"``),
     non-finite ones any label except ``"finite"``.
     """
-    if not 0.0 <= nonfinite_fraction <= 1.0:
-        raise ValueError(f"nonfinite_fraction must be in [0, 1], got {nonfinite_fraction!r}")
+    _share(nonfinite_fraction, "nonfinite_fraction")
+    _share(edge_fraction, "edge_fraction")
     names = _dtype_names(xp, dtype)
     shapes = _shapes(shape)
     finite = _ElementCache(xp, elements=elements, edge_fraction=edge_fraction,
@@ -590,7 +782,8 @@ def _targets(draw: st.DrawFn, xp: Namespace, names: st.SearchStrategy[str],
     name = draw(names)
     shp = draw(shapes)
     if nonfinite_fraction < 1.0:
-        el = _mixture([math.inf, -math.inf, math.nan], finite(name), nonfinite_fraction)
+        el = _mixture([math.inf, -math.inf, math.nan], finite(name), nonfinite_fraction,
+                      "nonfinite_fraction")
     else:
         el = _NONFINITE
     y = _draw_array(draw, xp, name, shp, el, device)
@@ -629,17 +822,31 @@ def _idx(i: tuple[int, ...]) -> str:
     return "[" + ", ".join(str(int(k)) for k in i) + "]" if i else "[()]"
 
 
-def _ulp_tolerance(a: np.ndarray, e: np.ndarray, ulps: float, atol: float) -> np.ndarray:
+def _is_float(dtype: Any) -> bool:
+    """Real floating numpy dtype, ml_dtypes' bfloat16 included."""
+    return bool(np.issubdtype(dtype, np.floating)) or _is_bf16(dtype)
+
+
+def _ulp_tolerance(a: np.ndarray, e: np.ndarray, ulps: float, atol: float,
+                   dtype: Any = None) -> np.ndarray:
+    """``max(ulps * spacing(max(|a|, |e|)), atol)`` in float64, the spacing of ``dtype``
+    (default: that of ``a``; its real dtype for complex)."""
     mag = np.maximum(np.abs(a), np.abs(e))
     if np.iscomplexobj(mag):
         mag = np.abs(mag)
-    rdt = np.finfo(mag.dtype).dtype
+    rdt = np.finfo(mag.dtype if dtype is None else dtype).dtype
     with np.errstate(all="ignore"):
         m = mag.astype(rdt)
         spacing = np.spacing(m)
         # spacing(max) is inf: use the gap below instead
         spacing = np.where(np.isfinite(spacing), spacing, np.spacing(np.nextafter(m, 0)))
-        return np.maximum(ulps * spacing, atol)
+        return np.maximum(ulps * spacing.astype(np.float64), atol)
+
+
+def _wide(v: np.ndarray) -> np.ndarray:
+    """float64 (complex128) copy: differences of two values computed without rounding
+    (except where a difference of huge values overflows, which then differs anyway)."""
+    return v.astype(np.complex128 if np.iscomplexobj(v) else np.float64)
 
 
 def _as_pair(x: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -659,7 +866,7 @@ def _ulps_between(a: Any, e: Any) -> str:
         return ""
     with np.errstate(all="ignore"):
         mag = np.maximum(np.abs(np.asarray(a)), np.abs(np.asarray(e)))
-        sp = float(np.spacing(mag)) if np.issubdtype(mag.dtype, np.floating) else 0.0
+        sp = float(np.spacing(mag)) if _is_float(mag.dtype) else 0.0
     if not (sp > 0 and math.isfinite(sp)):
         return ""
     return f" ({abs(fa.real - fe.real) / sp:.3g} ulp)"
@@ -722,7 +929,7 @@ def assert_scm_equal(
             floor = _smallest_normal(av.dtype)
         a_c = np.where(cmp_ok, av, 0)
         e_c = np.where(cmp_ok, ev, 0).astype(a_c.dtype)
-        diff = np.abs(a_c - e_c)
+        diff = np.abs(_wide(a_c) - _wide(e_c))
         tol = _ulp_tolerance(a_c, e_c, ulps, floor)
         add(cmp_ok & ~(diff <= tol), f"values differ by more than {ulps} ulp (floor {floor:g})")
         if signed_zeros:
@@ -755,7 +962,7 @@ def assert_scm_equal(
 
 
 def _smallest_normal(dtype: Any) -> float:
-    if not np.issubdtype(dtype, np.inexact):
+    if not (np.issubdtype(dtype, np.inexact) or _is_bf16(dtype)):
         return 0.0
     return float(np.finfo(dtype).smallest_normal)
 
@@ -763,7 +970,7 @@ def _smallest_normal(dtype: Any) -> float:
 def _signbit(v: np.ndarray) -> np.ndarray:
     if np.iscomplexobj(v):
         return np.signbit(v.real) | np.signbit(v.imag)
-    if np.issubdtype(v.dtype, np.floating):
+    if _is_float(v.dtype):
         return np.signbit(v)
     return np.zeros(v.shape, dtype=bool)
 
@@ -789,16 +996,21 @@ def assert_close(
         raise AssertionError(f"{head}shapes differ: actual {a.shape}, expected {e.shape}")
     if check_dtype and a.dtype != e.dtype:
         raise AssertionError(f"{head}dtypes differ: actual {a.dtype}, expected {e.dtype}")
-    fa = np.asarray(a, dtype=np.result_type(a.dtype, e.dtype, np.float16))
-    fe = np.asarray(e, dtype=fa.dtype)
-    floor = atol if atol is not None else _smallest_normal(fa.dtype)
+    if _is_bf16(a.dtype) or _is_bf16(e.dtype):
+        tdt = _np_dtype("bfloat16")  # compared in float32 (exact), tolerances in bfloat16
+        fa, fe = (np.asarray(v, dtype=tdt).astype(np.float32) for v in (a, e))
+    else:
+        fa = np.asarray(a, dtype=np.result_type(a.dtype, e.dtype, np.float16))
+        fe = np.asarray(e, dtype=fa.dtype)
+        tdt = fa.dtype
+    floor = atol if atol is not None else _smallest_normal(tdt)
     na, ne = np.isnan(fa), np.isnan(fe)
     bad = (na != ne) if equal_nan else (na | ne)
     fin = np.isfinite(fa) & np.isfinite(fe)
     bad |= ~fin & ~na & ~ne & (fa != fe)  # infinities must match exactly
     with np.errstate(all="ignore"):
-        diff = np.abs(np.where(fin, fa, 0) - np.where(fin, fe, 0))
-        tol = _ulp_tolerance(np.where(fin, fa, 0), np.where(fin, fe, 0), ulps, floor)
+        diff = np.abs(_wide(np.where(fin, fa, 0)) - _wide(np.where(fin, fe, 0)))
+        tol = _ulp_tolerance(np.where(fin, fa, 0), np.where(fin, fe, 0), ulps, floor, tdt)
     bad |= fin & ~(diff <= tol)
     if signed_zeros and np.issubdtype(fa.dtype, np.floating):
         bad |= fin & (fa == 0) & (fe == 0) & (np.signbit(fa) != np.signbit(fe))
@@ -923,8 +1135,11 @@ def reproduction(func: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -
 
 #: The hypothesis profiles :func:`register_profiles` registers (settings keyword args).
 PROFILES: dict[str, dict[str, Any]] = {
-    # fast local feedback
-    "dev": {"max_examples": 20, "deadline": None, "print_blob": True},
+    # fast local feedback, reproducible: the same examples on every run (a plain
+    # ``pytest`` must never pass on one run and fail on the next); explore with nightly
+    # (no wall-clock checks: a loaded machine must not fail a run)
+    "dev": {"max_examples": 20, "derandomize": True, "database": None, "deadline": None,
+            "print_blob": True, "suppress_health_check": [HealthCheck.too_slow]},
     # CI: reproducible, >= 200 examples per property
     "ci": {
         "max_examples": 200,
@@ -945,9 +1160,13 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 
 def register_profiles() -> None:
-    """Register the ``dev``, ``ci`` and ``nightly`` hypothesis profiles (idempotent)."""
+    """Register the ``dev``, ``ci`` and ``nightly`` hypothesis profiles (idempotent).
+
+    Each derives from hypothesis' own ``default`` profile, not from the profile loaded
+    at the time (which would leak, e.g., dev's ``derandomize`` into nightly)."""
+    base = settings.get_profile("default")
     for name, kw in PROFILES.items():
-        settings.register_profile(name, **kw)
+        settings.register_profile(name, base, **kw)
 
 
 def load_profile(name: str | None = None) -> str:

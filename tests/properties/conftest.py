@@ -1,7 +1,8 @@
 """Hypothesis profiles for the property suite.
 
-Profiles (see ``zpml_core.testing.PROFILES``): ``dev`` (fast, the local default),
-``ci`` (derandomized, 200 examples per property) and ``nightly`` (10,000 examples).
+Profiles (see ``zpml_core.testing.PROFILES``): ``dev`` (derandomized, 20 examples, the
+local default), ``ci`` (derandomized, 200 examples per property) and ``nightly`` (10,000
+random examples: the exploring run).
 Select one with ``--hypothesis-profile NAME`` or ``HYPOTHESIS_PROFILE=NAME``; without
 either, ``ci`` is used when ``$CI`` is set, else ``dev``.
 

@@ -25,11 +25,14 @@ from zpml_core import get_backend, scm
 from zpml_core.scm import SCMArray
 from zpml_core.testing import (
     SMALL_SHAPES,
+    _rounder,
+    _width,
     assert_scm_equal,
     note_reproduction,
     scm_arrays,
     to_numpy,
 )
+from zpml_core.testing import _np_dtype as np_dtype  # numpy dtype of a name (bfloat16 too)
 
 BINARY = ("add", "sub", "mul", "div")
 UNARY = ("inv", "neg", "log", "exp", "sqrt", "sin", "cos", "tan")
@@ -42,10 +45,48 @@ ORACLE_ULPS = {
     "add": 0, "sub": 0, "mul": 0, "div": 0, "inv": 0, "neg": 0,
     "sqrt": 1, "exp": 4, "log": 4, "sin": 4, "cos": 4, "tan": 4, "pow": 4,
 }
-#: exact exp overflow borders (SPEC §1.2 notes)
-EXP_MAX = {"float64": 709.782712893384, "float32": 88.72283172607422, "float16": 11.0859375}
+#: exact exp overflow borders (SPEC §1.2 notes; bfloat16: exp(88.5) is finite, exp(89) not)
+EXP_MAX = {"float64": 709.782712893384, "float32": 88.72283172607422, "float16": 11.0859375,
+           "bfloat16": 88.5}
 
-DTYPES = ("float32", "float64")
+#: every real floating dtype the property suite draws, where the library has it
+ALL_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def _ml_dtypes() -> bool:
+    try:
+        import ml_dtypes  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=16)
+def dtypes(xp: Any, *others: Any) -> tuple[str, ...]:
+    """The floating dtypes drawn for ``xp`` (and every namespace in ``others``): float16
+    and bfloat16 wherever the libraries have them, float32, float64."""
+    return tuple(
+        n for n in ALL_DTYPES
+        if all(hasattr(ns, n) for ns in (xp, *others))
+        and (n != "bfloat16" or _ml_dtypes())
+    )
+
+
+def is_float(dtype: Any) -> bool:
+    """Real floating numpy dtype (ml_dtypes' bfloat16 included)."""
+    return bool(np.issubdtype(dtype, np.floating)) or getattr(dtype, "name", "") == "bfloat16"
+
+
+def floats_of(dtype: str) -> st.SearchStrategy[float]:
+    """hypothesis' ``floats`` of the dtype (bfloat16: float32 rounded to bfloat16)."""
+    f = st.floats(width=_width(dtype))
+    return f.map(_rounder(dtype)) if dtype == "bfloat16" else f
+
+
+def compute_eps(dtype: Any) -> float:
+    """The precision libraries compute in: half types are computed in float32."""
+    dt = np_dtype(dtype) if isinstance(dtype, str) else dtype
+    return float(np.finfo(np.float32 if dt.itemsize == 2 else dt).eps)
 
 
 def run(law: Callable[..., None], xp: Any, *args: Any, label: str = "",
@@ -108,9 +149,13 @@ class Call:
 
 
 def to_xp(xp: Any, a: Any) -> Any:
-    """Exact copy of numpy data (or a Python scalar, unchanged) into ``xp``."""
+    """Exact copy of numpy data (or a Python scalar, unchanged) into ``xp`` (bfloat16 goes
+    through float32: not every library imports ml_dtypes' bfloat16 from numpy)."""
     if isinstance(a, np.ndarray | np.generic):
-        return get_backend(xp).asarray(np.asarray(a))
+        a = np.asarray(a)
+        if a.dtype.name == "bfloat16":
+            return xp.astype(get_backend(xp).asarray(a.astype(np.float32)), xp.bfloat16)
+        return get_backend(xp).asarray(a)
     return a
 
 
@@ -121,14 +166,15 @@ def _np(a: Any) -> Any:
 @functools.lru_cache(maxsize=8)
 def exponent_elements(dtype: str) -> st.SearchStrategy[float]:
     """Exponents: small integers (negative bases stay defined), halves, edge values."""
-    t = np.dtype(dtype).type
-    special = [0.5, -0.5, 1 / 3, 1.5, 1e308, -1e308, 1025.0, -1075.0, 127.0, 129.0]
+    t = np_dtype(dtype).type
+    special = [0.5, -0.5, 1 / 3, 1.5, 1e308, -1e308, 1025.0, -1075.0, 127.0, 129.0, 17.0,
+               -25.0]
     with np.errstate(all="ignore"):
         special = [float(t(v)) for v in special if np.isfinite(t(v))]
     return st.one_of(
         st.integers(-8, 8).map(float),
         st.sampled_from(special),
-        st.floats(width=np.dtype(dtype).itemsize * 8),
+        floats_of(dtype),
     )
 
 
@@ -160,7 +206,7 @@ def draw_call(
     none, masks (few distinct signatures, so JAX compiles each kernel a few times only).
     ``broadcast=True`` draws broadcast-compatible shapes, swaps operands and picks each
     mask independently."""
-    dt = dtype or data.draw(st.sampled_from(DTYPES), label="dtype")
+    dt = dtype or data.draw(st.sampled_from(dtypes(xp)), label="dtype")
     sx = data.draw(st.sampled_from(SMALL_SHAPES), label="shape")
     x = data.draw(_scm(xp, dt, sx, edge_fraction, elements, bottom_fraction), label="x")
     use_mx = data.draw(st.booleans(), label="use masks")
@@ -199,15 +245,16 @@ def draw_call(
 
 def consts(dtype: Any) -> tuple[Any, Any, Any]:
     """(tiny, max, sqrt_tiny) as numpy scalars of ``dtype``."""
-    fi = np.finfo(dtype)
-    t = np.dtype(dtype).type
+    dt = np_dtype(dtype) if isinstance(dtype, str) else np.dtype(dtype)
+    fi = np.finfo(dt)
+    t = dt.type
     tiny = t(fi.smallest_normal)
     return tiny, t(fi.max), t(np.sqrt(tiny))  # exact: tiny is an even power of two
 
 
 def daz(a: np.ndarray) -> np.ndarray:
     """Subnormal → signed zero (decision #1)."""
-    if not np.issubdtype(a.dtype, np.floating):
+    if not is_float(a.dtype):
         return a
     tiny = consts(a.dtype)[0]
     return np.where(np.abs(a) < tiny, np.copysign(np.zeros((), a.dtype), a), a)
@@ -319,7 +366,7 @@ def pow_boundary_band(call: Call) -> np.ndarray:
     fi = np.finfo(x.dtype)
     with np.errstate(all="ignore"):
         t = np.asarray(e, np.float64) * log2abs(x)
-        band = np.abs(t - math.log2(float(fi.max))) < 64 * float(fi.eps) * 1024
+        band = np.abs(t - math.log2(float(fi.max))) < 64 * compute_eps(x.dtype) * 1024
     return np.broadcast_to(band, base_bottom(call).shape)
 
 
@@ -379,6 +426,8 @@ def check_matches_numpy(call: Call, r: SCMArray, fn: Callable[..., SCMArray],
     same masks and values within ``ORACLE_ULPS`` (pow: the overflow border excluded)."""
     if backend_name == "numpy":
         return
+    if np.asarray(call.np_args[0]).dtype.name == "bfloat16":
+        return  # numpy has no bfloat16 (ml_dtypes' is rejected): the oracle covers it
     import array_api_compat.numpy as np_xp
 
     name = call.name
@@ -434,13 +483,15 @@ def daz_invariance(data: Any, xp: Any, name: str, fn: Callable[..., SCMArray]) -
     check_daz(call, call(fn), xp, fn)
 
 
-ZERO_HEAVY = (0.0, -0.0, 5e-324, -5e-324, 1e-310, -1e-310, 1e-45, -1e-45, 1.0, -1.0,
-              2.0, -2.0, 0.5, -3.0, math.inf, -math.inf)
+# subnormals of every dtype: 5e-324 / 1e-310 (float64), 1e-45 / 1e-40 (float32, bfloat16),
+# 6e-8 (float16); in a wider dtype the smaller ones are normal numbers or round to zero
+ZERO_HEAVY = (0.0, -0.0, 5e-324, -5e-324, 1e-310, -1e-310, 1e-45, -1e-45, 1e-40, -1e-40,
+              6e-8, -6e-8, 1.0, -1.0, 2.0, -2.0, 0.5, -3.0, math.inf, -math.inf)
 
 
 @functools.lru_cache(maxsize=8)
 def zero_heavy(dtype: str) -> st.SearchStrategy[float]:
-    t = np.dtype(dtype).type
+    t = np_dtype(dtype).type
     with np.errstate(all="ignore"):
         vals = {float(t(v)) for v in ZERO_HEAVY} | {-0.0}
     return st.sampled_from(sorted(vals, key=lambda v: (v, math.copysign(1, v))))
@@ -468,31 +519,27 @@ def check_signed_zeros(call: Call, r: SCMArray) -> None:
 
 def signed_zero_rules(data: Any, xp: Any, name: str, fn: Callable[..., SCMArray]) -> None:
     """Property: see :func:`check_signed_zeros` (operands from ``ZERO_HEAVY`` only)."""
-    dt = data.draw(st.sampled_from(DTYPES), label="dtype")
+    dt = data.draw(st.sampled_from(dtypes(xp)), label="dtype")
     call = draw_call(data, xp, name, dtype=dt, edge_fraction=0.0,
                      elements=zero_heavy(dt), bottom_fraction=0.05)
     check_signed_zeros(call, call(fn))
 
 
-@functools.lru_cache(maxsize=8)
-def special_values(dtype: str) -> st.SearchStrategy[float]:
+@functools.lru_cache(maxsize=32)
+def special_values(xp: Any, dtype: str) -> st.SearchStrategy[float]:
     """Half zeros/subnormals/small integers, a quarter edge values, a quarter any float."""
-    import array_api_compat.numpy as np_xp
-
     from zpml_core.testing import edge_values
 
     zh = zero_heavy(dtype)
-    width = np.dtype(dtype).itemsize * 8
-    return st.one_of(zh, zh, st.sampled_from(edge_values(np_xp, dtype)),
-                     st.floats(width=width))
+    return st.one_of(zh, zh, st.sampled_from(edge_values(xp, dtype)), floats_of(dtype))
 
 
 def zero_rules(data: Any, xp: Any, name: str, fn: Callable[..., SCMArray]) -> None:
     """Signed-zero rules and DAZ invariance on one draw of zero/subnormal-heavy operands
     (:func:`check_signed_zeros`, :func:`check_daz`)."""
-    dt = data.draw(st.sampled_from(DTYPES), label="dtype")
+    dt = data.draw(st.sampled_from(dtypes(xp)), label="dtype")
     call = draw_call(data, xp, name, dtype=dt, edge_fraction=0.0,
-                     elements=special_values(dt), bottom_fraction=0.05)
+                     elements=special_values(xp, dt), bottom_fraction=0.05)
     r = call(fn)
     check_signed_zeros(call, r)
     check_daz(call, r, xp, fn)
@@ -504,14 +551,13 @@ def broadcasting(data: Any, xp: Any, name: str, fn: Callable[..., SCMArray]) -> 
     call = draw_call(data, xp, name, broadcast=True)
     r1 = call(fn)
     shape = base_bottom(call).shape
-    be = get_backend(xp)
 
     def full(a: Any) -> Any:
         if a is None:
-            return be.asarray(np.zeros(shape, dtype=bool))
+            return to_xp(xp, np.zeros(shape, dtype=bool))
         if isinstance(a, float):
             a = np.asarray(a, dtype=np.asarray(call.np_args[0]).dtype)
-        return be.asarray(np.array(np.broadcast_to(a, shape)))  # a copy, 0-d stays 0-d
+        return to_xp(xp, np.array(np.broadcast_to(a, shape)))  # a copy, 0-d stays 0-d
 
     args = tuple(full(a) for a in call.np_args)
     mask_names = ("mask",) if name in UNARY or name == "pow" else ("mask_x", "mask_y")

@@ -60,7 +60,7 @@ def projective_matches_numpy(data: Any, xp: Any, backend: Any, which: str) -> No
     """``decode`` / ``encode`` / ``lift_targets`` / ``lift_semantic_targets`` /
     ``renormalize`` / ``projectively_equal`` / ``strict_inference`` on ``backend`` equal
     the numpy backend (masks exact, values within 2 ulp, floor smallest normal)."""
-    dt = data.draw(st.sampled_from(laws.DTYPES), label="dtype")
+    dt = data.draw(st.sampled_from(laws.dtypes(NP, backend.namespace())), label="dtype")
     shape = data.draw(st.sampled_from(SMALL_SHAPES), label="shape")
     if which == "decode":
         n, d = data.draw(lp._tuples(NP, dt, shape, True), label="(N, D)")
