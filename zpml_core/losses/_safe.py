@@ -52,12 +52,13 @@ class Limits:
     root: float  # sqrt(S): bound of t in the squared terms t²
     out_max: float  # finfo(odt).max
     clip_out: bool  # S of the computation exceeds the output range (float16)
-    # pair_scale: r = (y − y/ufp_div)·ufp_mul with y = max(|a|, |b|) + lo
+    # pair_scale: r = (y − y·ufp_k)·ufp_mul with y = max(|a|, |b|) + lo
     lo: float
-    ufp_div: float
+    ufp_k: float
     ufp_mul: float
     # implicit_loss: the normalised denominator is floored at ``den_floor`` (real /
-    # complex) so that e/den <= S; the normalised gamma term is capped at ``g_cap``
+    # complex) so that e/den <= S; the normalised gamma term (sqrt(gamma)/(A·B))² is
+    # capped at ``g_cap²`` (``g_cap`` bounds the base)
     den_floor: float
     den_floor_c: float
     g_cap: float
@@ -100,9 +101,9 @@ def limits(xp: Namespace, dtype: Any, out: Any = None) -> Limits:
     lim = Limits(
         cdt=cdt, rdt=rdt, odt=odt, cast=cast, max=fmax, tiny=tiny, sat=sat,
         root=math.sqrt(sat), out_max=out_max, clip_out=clip_out,
-        lo=math.ldexp(tiny, p), ufp_div=1.0 + math.ldexp(1.0, 1 - p),
+        lo=math.ldexp(tiny, p), ufp_k=1.0 - math.ldexp(1.0, 1 - p),
         ufp_mul=math.ldexp(1.0, p - 2),
-        den_floor=e_max / s_calc, den_floor_c=e_max_c / s_calc, g_cap=fmax / 4,
+        den_floor=e_max / s_calc, den_floor_c=e_max_c / s_calc, g_cap=math.sqrt(fmax / 4),
     )
     if not traced:
         _LIMITS[key] = lim
@@ -150,15 +151,21 @@ def pair_scale(a: Array, b: Array, *, xp: Namespace, be: Backend, lim: Limits,
     """A power of two ``r`` with ``max(|a|, |b|)/r ∈ [1, 4)`` (a stop-gradient constant).
 
     ``|·|`` is the largest real/imaginary part for complex tuples. With
-    ``y = max(|a|, |b|) + lo``, ``y/c`` (``c = 1 + 2^(1-p)``, ``p`` the significand width:
-    53 float64, 24 float32) rounds to ``y − ulp(y)`` or ``y − 2·ulp(y)``, so
-    ``y − y/c`` is ``ulp(y)`` or ``2·ulp(y)`` — a power of two from plain arithmetic (no
-    ``log2``/``frexp``) — and ``r = (y − y/c)·2^(p-2)``. The ``abs`` around ``y/c`` is a
-    no-op that keeps compilers from contracting ``y − y·(1/c)`` into a fused
-    multiply-add (XLA does), which would not round. ``lo = tiny·2^p`` keeps ``r``
+    ``y = max(|a|, |b|) + lo = m·2^e`` (``m ∈ [1, 2)``) and ``k = 1 − 2^(1-p)`` (``p`` the
+    significand width: 53 float64, 24 float32), ``y·k = y − m·ulp(y)`` rounds to
+    ``y − ulp(y)`` or ``y − 2·ulp(y)``, so ``y − fl(y·k)`` is ``ulp(y)`` or ``2·ulp(y)``
+    — a power of two from plain arithmetic (no ``log2``/``frexp``) — and
+    ``r = (y − fl(y·k))·2^(p-2)``. A multiplication, not a division by ``1/k``: XLA
+    turns a division by a constant into a multiplication by its rounded reciprocal, so
+    every backend computes the same ``r``. The ``abs`` around ``y·k`` is a no-op that
+    keeps compilers from contracting ``y − y·k`` into a fused multiply-add (XLA does),
+    which would not round. ``lo = tiny·2^p`` keeps ``r``
     normal: tuples below it (about 2e-292 float64, 2e-31 float32; zero tuples included)
     are divided by ``r ≈ lo`` and keep smaller scaled components.
     """
     sg = be.stop_gradient
     y = xp.maximum(maxabs(sg(a), xp=xp, cplx=cplx), maxabs(sg(b), xp=xp, cplx=cplx)) + lim.lo
-    return sg((y - xp.abs(y / lim.ufp_div)) * lim.ufp_mul)
+    r = (y - xp.abs(y * lim.ufp_k)) * lim.ufp_mul
+    # the select keeps XLA from folding ``ufp_mul`` into later products (``a·b·a·b``
+    # would become ``(u·v)²·ufp_mul⁴``, whose ``(u·v)²`` underflows); NaN/inf stay as y
+    return sg(xp.where(y < math.inf, r, y))

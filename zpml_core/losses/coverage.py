@@ -30,19 +30,23 @@ def value_dtype(xp: Namespace, h: Array, like: Array | None) -> Any:
     return _xp.default_float(xp, _xp.device(h))
 
 
-def bottom_fraction(h: Array, *, xp: Namespace, be: Backend, lim: Limits) -> Array:
-    """``mean(is_bottom)`` in ``lim.rdt`` (0 for an empty mask). A floating ("soft")
-    ``is_bottom`` is clipped to ``[−S, S]`` so that the mean cannot overflow."""
+def covered_fraction(h: Array, *, xp: Namespace, be: Backend, lim: Limits) -> Array:
+    """``mean(1 − is_bottom)`` in ``lim.rdt`` (1 for an empty mask): the complement is
+    taken per element, so ``1 − mean`` cannot cancel (XLA computes ``1 − sum/n`` as a
+    fused ``1 − sum·(1/n)``, which gives ``−3e-8`` for ``n = 3`` in float32)."""
     floating = h.dtype != xp.bool
     if h.dtype != lim.rdt:
         h = xp.astype(h, lim.rdt)
     if floating:
         h = _common.clip(h, -lim.sat, lim.sat, xp=xp, be=be)
-    return _safe.mean(h, xp=xp)
+    n = _safe.numel(h.shape)
+    if n is not None and n == 0:
+        return xp.sum(h) + 1.0
+    return xp.mean(1.0 - h)
 
 
 def _k_coverage(h: Array, *, xp: Namespace, be: Backend, lim: Limits, detach: bool) -> Array:
-    cov = 1.0 - bottom_fraction(h, xp=xp, be=be, lim=lim)
+    cov = covered_fraction(h, xp=xp, be=be, lim=lim)
     if lim.cast:
         cov = xp.astype(cov, lim.odt)
     return be.stop_gradient(cov) if detach else cov
@@ -52,10 +56,10 @@ def rejection_value(h: Array, *, xp: Namespace, be: Backend, lim: Limits, target
                     policy: GradientPolicy) -> Array:
     """``relu(target − (1 − mean(h)))²`` in ``lim.rdt`` (``h`` detached); the shortfall
     is clipped at ``sqrt(S)`` (only a soft ``is_bottom`` outside ``[0, 1]`` reaches it)."""
-    frac_bottom = bottom_fraction(be.stop_gradient(h), xp=xp, be=be, lim=lim)
+    cov = covered_fraction(be.stop_gradient(h), xp=xp, be=be, lim=lim)
     if policy is GradientPolicy.REJECT:
-        return xp.zeros_like(frac_bottom)
-    short = _common.clip(target - (1.0 - frac_bottom), 0.0, lim.root, xp=xp, be=be)
+        return xp.zeros_like(cov)
+    short = _common.clip(target - cov, 0.0, lim.root, xp=xp, be=be)
     return short * short
 
 

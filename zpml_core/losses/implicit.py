@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from zpml_core._registry import Backend, get_backend
 from zpml_core._xp import Array, Namespace
 from zpml_core.losses import _common, _safe
@@ -18,7 +20,7 @@ def implicit_elements(P: Array, Q: Array, Yn: Array, Yd: Array, *, xp: Namespace
     ``(P, Q)`` is divided by the power of two ``A`` and ``(Y_n, Y_d)`` by ``B``
     (:func:`_safe.pair_scale`); ``e`` and ``s`` are homogeneous of degree 2 in each
     tuple, so ``e/(s + gamma) = e'/(s' + gamma/(A·B)²)`` with the scaled ``e', s'``
-    (exact: power-of-two scaling). The scaled gamma term is capped at ``lim.g_cap``
+    (exact: power-of-two scaling). The scaled gamma term is capped at ``lim.g_cap²``
     (finite for tiny tuples, whose element is ``≈ 0`` either way) and the scaled
     denominator is floored at ``lim.den_floor`` (``2^-499`` float64, ``2^-51`` float32;
     scaled tuples are of order 1 and ``e' + s' ≥ 1/2``): the element is the formula's
@@ -42,10 +44,11 @@ def implicit_elements(P: Array, Q: Array, Yn: Array, Yd: Array, *, xp: Namespace
     if detach:
         s = be.stop_gradient(s)
     if gamma > 0:
-        # gamma/(A·B)² (stop-gradient), capped: A·B may underflow to 0 for tiny tuples
-        # (the element is then ≈ 0 either way)
-        c = a * b
-        s = s + _common.clip(gamma / c / c, None, lim.g_cap, xp=xp, be=be)
+        # gamma/(A·B)² = (sqrt(gamma)/(A·B))² (stop-gradient), its base capped: A·B may
+        # underflow to 0 for tiny tuples (the element is then ≈ 0 either way). One
+        # division: XLA rewrites gamma/c/c as gamma/(c·c), which underflows earlier.
+        t = _common.clip(math.sqrt(gamma) / (a * b), None, lim.g_cap, xp=xp, be=be)
+        s = s + t * t
     floor = lim.den_floor_c if cplx else lim.den_floor
     f = e / _common.clip(s, floor, None, xp=xp, be=be)
     if lim.clip_out:
