@@ -1,8 +1,24 @@
-"""The policy gate as a ``torch.autograd.Function`` (imported lazily by the torch adapter).
+"""The policy gate as a ``torch.autograd.Function`` (imported by the torch adapter).
 
-Kept in its own module, which imports torch at the top, so the Function class exists
-before Dynamo traces a call to it (Dynamo cannot trace a class definition; it can run
-the import of this module from inside a compiled function).
+Kept in its own module, which imports torch at the top, so the Function classes exist
+before Dynamo traces a call to them (Dynamo cannot trace a class definition). The torch
+adapter imports it when it is constructed if torch is already loaded; otherwise the
+first gated call imports it (Dynamo executes imports for real, outside the trace).
+
+Two classes, one rule:
+
+* :class:`PolicyGate` — reverse mode (``backward``). Used in eager mode and under
+  ``torch.func.grad``/``vmap``. It has no ``jvp``: Dynamo rejects an
+  ``autograd.Function`` that defines one ("Unsupported custom jvp").
+* :class:`PolicyGateJvp` — the same plus forward mode (``jvp``), used in eager mode when
+  a forward-mode transform is active (``torch.func.jvp``/``jacfwd``/``hessian``, a
+  ``torch.autograd.forward_ad`` dual level).
+* :func:`traced_gate` — under ``torch.compile``: plain ``where``/``detach`` ops for the
+  linear part, plus :class:`PolicyGate` for CLAMP's clip.
+
+Forward mode applies the linear tangent map :func:`tangent_map`; reverse mode the
+cotangent transform of ``zpml_core.autodiff.rules``. They coincide for PROJECT, REJECT
+and PASSTHROUGH; CLAMP clips cotangents only (clipping is not linear).
 """
 
 from __future__ import annotations
@@ -13,7 +29,10 @@ import array_api_compat.torch as _txp
 import torch
 
 from zpml_core.autodiff.policies import GradientPolicy, backward_override
-from zpml_core.autodiff.rules import gate_backward, gate_forward
+from zpml_core.autodiff.rules import gate_backward, gate_forward, tangent_transform
+
+__all__ = ["PolicyGate", "PolicyGateJvp", "forward_mode_active", "gate", "tangent_map",
+           "traced_gate"]
 
 
 class PolicyGate(torch.autograd.Function):
@@ -21,7 +40,7 @@ class PolicyGate(torch.autograd.Function):
 
     ``setup_context`` style, so it composes with ``torch.func`` and ``torch.compile``.
     In eager mode the backward honours a ``gradient_policy`` context active while
-    ``.backward()`` runs (decision #8); under ``torch.compile`` the forward-time policy
+    ``.backward()`` runs; under ``torch.compile`` the forward-time policy
     is baked into the graph and guarded (the compiled backward cannot look at Python
     state when it runs).
     """
@@ -51,5 +70,78 @@ class PolicyGate(torch.autograd.Function):
         return gate_backward(policy, (bottom,), g, xp=_txp), None, None
 
 
+class PolicyGateJvp(PolicyGate):
+    """:class:`PolicyGate` with forward mode (eager only).
+
+    The forward returns a copy, not a view: ``forward_ad`` requires the tangent of a
+    view output to be a view of the input's tangent, which a masked tangent is not.
+    """
+
+    @staticmethod
+    def forward(value: torch.Tensor, bottom: torch.Tensor,
+                policy: GradientPolicy) -> torch.Tensor:
+        out, _ = gate_forward(value, bottom)
+        return out.clone()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        _, bottom, policy = inputs
+        ctx.save_for_backward(bottom)
+        ctx.save_for_forward(bottom)
+        ctx.policy = policy
+
+    @staticmethod
+    def jvp(ctx: Any, t: torch.Tensor | None, *_: Any) -> torch.Tensor | None:
+        """Forward mode: the policy's linear tangent map (forward-time policy)."""
+        if t is None:
+            return None
+        (bottom,) = ctx.saved_tensors
+        return tangent_map(ctx.policy, t, bottom)
+
+
+def tangent_map(policy: GradientPolicy, t: torch.Tensor, bottom: torch.Tensor) -> torch.Tensor:
+    """The forward-mode (tangent) rule of the gate, ``rules.tangent_transform``: linear
+    in ``t``; CLAMP masks and does not clip (clipping is a rule for cotangents)."""
+    return tangent_transform(t, bottom, policy, xp=_txp)
+
+
+def forward_mode_active() -> bool:
+    """Whether forward-mode AD may be running (eager): a ``forward_ad`` dual level or a
+    ``torch.func`` jvp transform on the functorch interpreter stack."""
+    if torch.autograd.forward_ad._current_level >= 0:
+        return True
+    from torch._C import _functorch
+
+    if _functorch.peek_interpreter_stack() is None:
+        return False
+    jvp = _functorch.TransformType.Jvp
+    return any(i.key() == jvp for i in _functorch.get_interpreter_stack() or ())
+
+
 def gate(value: torch.Tensor, bottom: torch.Tensor, policy: GradientPolicy) -> torch.Tensor:
+    """The eager gate (the torch adapter calls :func:`traced_gate` under compile)."""
+    if forward_mode_active():
+        return PolicyGateJvp.apply(value, bottom, policy)
     return PolicyGate.apply(value, bottom, policy)
+
+
+def traced_gate(value: torch.Tensor, bottom: torch.Tensor,
+                policy: GradientPolicy) -> torch.Tensor:
+    """The gate inside ``torch.compile`` (the forward-time policy is baked in).
+
+    Dynamo silently drops an ``autograd.Function`` under ``torch.func.jvp`` (and rejects
+    one with a ``jvp``), so the linear part of every policy is written with plain ops,
+    which both modes differentiate correctly: ``where(bottom, detach(v), v)`` (PROJECT;
+    REJECT with an all-true mask — a selection, so the zero cotangent is dense and the
+    chain rule runs on, as in eager mode). CLAMP adds its clip as :class:`PolicyGate`
+    on top of the masked value when a gradient can flow (``where(bottom, 0, ·)`` of its
+    backward is idempotent with the mask's). Values are unchanged: both ``where``
+    branches are ``v``.
+    """
+    if policy is GradientPolicy.PASSTHROUGH:
+        return value
+    keep = bottom if policy is not GradientPolicy.REJECT else torch.ones_like(bottom)
+    masked = torch.where(keep, value.detach(), value)
+    if policy is GradientPolicy.CLAMP and value.requires_grad and torch.is_grad_enabled():
+        return PolicyGate.apply(masked, bottom, policy)
+    return masked

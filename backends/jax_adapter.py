@@ -3,7 +3,7 @@ signature so eager calls run as one fused XLA computation (inside a caller's ``j
 nested jit is inlined). Set ``ZPML_JAX_FUSE=0`` to run kernels op by op.
 
 Enable float64 with ``jax.config.update("jax_enable_x64", True)``; with JAX's default
-x32 mode float64 data is silently computed in float32 (SPEC §9 #2).
+x32 mode float64 data is silently computed in float32.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ class JaxBackend(Backend):
         self._policy_keys: tuple[Any, Any] | None = None
         self._policy_lock = threading.Lock()
         self._policy_local = threading.local()
-        self._gate_fn: Callable[..., Any] | None = None
         self._abs_fn: Callable[..., Any] | None = None
         _policies.add_state_listener(self._policy_state_changed)
         if "jax" in sys.modules:  # create the cache keys before anything is traced
@@ -138,6 +137,7 @@ class JaxBackend(Backend):
             if self._policy_keys is not None:
                 return
             import jax
+            import zpml_backends._jax_gate  # noqa: F401  (the gate primitive, registered once)
 
             self._policy_keys = (jax.make_user_context(None), jax.make_user_context(()))
         self._sync_override()
@@ -166,33 +166,13 @@ class JaxBackend(Backend):
         else:
             self._policy_keys[1].set_global(_policies.registry_items())
 
-    def _make_gate(self) -> Callable[..., Any]:
-        import functools
-
-        import jax
-        import jax.numpy as jnp
-
-        from zpml_core.autodiff.rules import gate_backward, gate_forward
-
-        @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-        def gate(value: Any, bottom: Any, policy: Any) -> Any:
-            return gate_forward(value, bottom)[0]
-
-        def fwd(value: Any, bottom: Any, policy: Any) -> tuple[Any, Any]:
-            return gate_forward(value, bottom)
-
-        def bwd(policy: Any, residuals: Any, g: Any) -> tuple[Any, None]:
-            return gate_backward(policy, residuals, g, xp=jnp), None
-
-        gate.defvjp(fwd, bwd)
-        return gate
-
     def gate(self, value: Any, bottom: Any, policy: Any, *, xp: Any) -> Any:
-        """Policy gate as a ``jax.custom_vjp`` (policy = non-differentiable static arg).
+        """Policy gate (``zpml_backends._jax_gate``): a ``jax.custom_jvp`` whose linear
+        tangent map applies the policy in forward mode and, transposed, in reverse mode.
 
         The policy is the one active when the function is traced, i.e. the context
-        around ``jax.grad``/``jax.jit``. Concrete (untraced) arrays carry no gradient,
-        so they are returned as they are; PASSTHROUGH needs no gate.
+        around ``jax.grad``/``jax.jvp``/``jax.jit``. Concrete (untraced) arrays carry no
+        derivative, so they are returned as they are; PASSTHROUGH needs no gate.
         """
         import jax
 
@@ -202,9 +182,9 @@ class JaxBackend(Backend):
             return value
         if self._policy_keys is None:
             self._ensure_policy_keys()
-        if self._gate_fn is None:
-            self._gate_fn = self._make_gate()
-        return self._gate_fn(value, bottom, policy)
+        from zpml_backends._jax_gate import gate
+
+        return gate(value, bottom, policy)
 
     def namespace(self) -> Any:
         import jax.numpy as jnp

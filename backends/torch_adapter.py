@@ -5,28 +5,45 @@ large eager inputs without autograd they are fused with inductor (``_torch_fuse`
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
+from zpml_backends._torch_fuse import TorchFuser, dynamo_tracing
+
+from zpml_core import _xp
 from zpml_core._registry import Backend
-from zpml_core.autodiff.policies import GradientPolicy
 
 
 class TorchBackend(Backend):
     name = "torch"
-    namespace_names = ("array_api_compat.torch",)
+    # the second: the namespace the fuser gives the kernels it compiles (_torch_fuse)
+    namespace_names = ("array_api_compat.torch", "zpml_backends._torch_fused_ns")
     supports_autodiff = True
 
     def __init__(self) -> None:
-        self._fuser: Any = None
+        # Created here, not on first use: the first call may be traced by the caller's
+        # torch.compile, and traced code must find everything it reads already built.
+        self._fuser = TorchFuser()
+        _xp.add_trace_probe(dynamo_tracing)  # library caches stay untouched under Dynamo
+        if "torch" in sys.modules:  # build the policy gate class now (no torch import)
+            import zpml_backends._torch_gate  # noqa: F401
 
     def fuse(self, kernel: Callable[..., Any]) -> Callable[..., Any]:
         """Eager kernels, fused with inductor for large inputs (see ``_torch_fuse``)."""
-        if self._fuser is None:
-            from zpml_backends._torch_fuse import TorchFuser
-
-            self._fuser = TorchFuser()
         return self._fuser(kernel)
+
+    def result_type(self, xp: Any, *arrays_or_dtypes: Any) -> Any:
+        """``torch.promote_types`` over the dtypes: constant-folded by Dynamo (the
+        namespace's ``result_type`` builds tensors for float16/bfloat16, a graph break).
+        A function of the dtypes alone, as array-api-compat's promotion table is for the
+        standard dtypes (a 0-d tensor does not lose priority)."""
+        import functools
+
+        import torch
+
+        dtypes = [getattr(a, "dtype", a) for a in arrays_or_dtypes]
+        return functools.reduce(torch.promote_types, dtypes)
 
     def integer_arithmetic(self, dtype: Any) -> bool:
         """torch implements no arithmetic for uint16/uint32/uint64 (only storage)."""
@@ -38,7 +55,12 @@ class TorchBackend(Backend):
         return x.detach()
 
     def signed_zero(self, x: Any) -> Any:
-        if x.requires_grad:  # static under torch.compile (guarded)
+        """``copysign(0, x)`` with derivative 1 whenever a derivative can be taken
+        (reverse mode, ``torch.func`` transforms, forward mode; always under
+        ``torch.compile``, where a transform inside the compiled region is invisible)."""
+        import torch
+
+        if torch.compiler.is_compiling() or _may_differentiate(x):
             d = x.detach()
             return d * 0.0 - (d - x)
         return x * 0.0
@@ -63,15 +85,24 @@ class TorchBackend(Backend):
     def gate(self, value: Any, bottom: Any, policy: Any, *, xp: Any) -> Any:
         """Policy gate (``zpml_core.autodiff.rules``) as a ``torch.autograd.Function``.
 
-        Skipped when no gradient can flow (``value`` does not require grad, or grad mode
-        is off). PASSTHROUGH skips the gate only under ``torch.compile``: in eager mode
-        the gate stays so that a policy context around ``.backward()`` can override it.
+        Skipped when no derivative can flow: ``value`` does not require grad (or grad
+        mode is off) and no forward-mode or functorch transform is active
+        (``torch.func.jvp``/``jacfwd``/``vmap``, a ``forward_ad`` dual level). Forward
+        mode applies the gate's ``jvp`` (``_torch_gate.tangent_map``). In eager mode
+        even PASSTHROUGH is gated, so that a policy context around ``.backward()`` can
+        override it. Under ``torch.compile`` the forward-time policy is applied with
+        plain ops (``_torch_gate.traced_gate``), which also holds under a compiled
+        ``torch.func.jvp``.
         """
         import torch
 
-        if not (value.requires_grad and torch.is_grad_enabled()):
-            return value
-        if torch.compiler.is_compiling() and policy is GradientPolicy.PASSTHROUGH:
+        if torch.compiler.is_compiling():
+            # transforms inside the compiled region are invisible to requires_grad: the
+            # gate is always applied, with plain ops (see _torch_gate.traced_gate)
+            from zpml_backends._torch_gate import traced_gate
+
+            return traced_gate(value, bottom, policy)
+        if not _may_differentiate(value):
             return value
         from zpml_backends._torch_gate import gate
 
@@ -103,12 +134,37 @@ class TorchBackend(Backend):
         return TorchTraining()
 
 
+def _may_differentiate(x: Any) -> bool:
+    """Whether a derivative of ``x`` may be taken: ``x`` requires grad (and grad mode is
+    on), or — outside ``torch.compile``, where ``requires_grad`` is the whole story — a
+    ``torch.func`` transform or a ``forward_ad`` dual level is active (their tangents
+    and batched gradients do not set ``requires_grad``)."""
+    import torch
+
+    if x.requires_grad and torch.is_grad_enabled():  # static under compile (guarded)
+        return True
+    if torch.compiler.is_compiling():
+        return False
+    return bool(torch._C._are_functorch_transforms_active()
+                or torch.autograd.forward_ad._current_level >= 0)
+
+
 def _in_vmap() -> bool:
     """Whether a ``torch.func.vmap`` level is active (functorch interpreter stack)."""
+    if _FUNCTORCH is None:
+        _load_functorch()
+    ft = _FUNCTORCH
+    if ft.peek_interpreter_stack() is None:  # fast path: no transform at all
+        return False
+    vmap = ft.TransformType.Vmap
+    return any(i.key() == vmap for i in ft.get_interpreter_stack() or ())
+
+
+_FUNCTORCH: Any = None
+
+
+def _load_functorch() -> None:
+    global _FUNCTORCH
     from torch._C import _functorch
 
-    if _functorch.peek_interpreter_stack() is None:  # fast path: no transform at all
-        return False
-    stack = _functorch.get_interpreter_stack() or ()
-    vmap = _functorch.TransformType.Vmap
-    return any(i.key() == vmap for i in stack)
+    _FUNCTORCH = _functorch

@@ -1,7 +1,9 @@
-"""Large eager torch inputs run fused (inductor) and give the eager results.
+"""Large eager torch inputs run fused (inductor) and give the eager results bit for bit.
 
-Masks must be bit-identical and NaN/signed-zero positions equal; values may differ by
-libm ulps (inductor evaluates log/exp/trig with its own vectorised routines).
+Values (signed zeros included), NaN positions and masks are identical: only kernels made
+of exactly specified operations are fused (``backends/_torch_fuse.py``), so inductor's
+own libm/sqrt never decide a value. (Before: values could differ by libm ulps.) The
+dtype-by-dtype differential test is ``tests/hostile/test_fused_paths.py``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ X, Y = _data(0), _data(1)
 @pytest.fixture(scope="module")
 def backend():
     b = zpml_core.get_backend_by_name("torch")
-    b.fuse(lambda: None)  # create the fuser
     if not b._fuser.enabled:
         pytest.fail("ZPML_TORCH_FUSE=0 is set: fusion cannot be tested")
     return b
@@ -69,10 +70,9 @@ def _compare(fused: tuple, eager: tuple, name: str) -> None:
             continue
         assert np.array_equal(np.isnan(f), np.isnan(e)), f"{name}[{i}]: NaN positions differ"
         ok = ~np.isnan(f)
-        zero = ok & (f == 0) & (e == 0)
-        assert np.array_equal(np.signbit(f[zero]), np.signbit(e[zero])), f"{name}[{i}]: signed zeros"
-        tol = 2 * np.spacing(np.maximum(np.abs(f[ok]), np.abs(e[ok])).astype(f.dtype))
-        assert (np.abs(f[ok] - e[ok]) <= tol + np.finfo(f.dtype).smallest_normal).all(), name
+        assert np.array_equal(np.signbit(f[ok]), np.signbit(e[ok])), f"{name}[{i}]: signs"
+        bad = f[ok] != e[ok]
+        assert not bad.any(), f"{name}[{i}]: {int(bad.sum())} values differ"
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -93,15 +93,16 @@ def test_fused_equals_eager(backend, name: str, dtype: str) -> None:
 
 def test_fusion_happened(backend) -> None:
     scm.div(torch.from_numpy(X), torch.from_numpy(Y))
-    assert "_k_div" in backend._fuser.compiled_kernels()
+    assert any("div" in k for k in backend._fuser.compiled_kernels())
 
 
 def test_grad_and_small_inputs_stay_eager(backend) -> None:
     small = torch.ones(8, dtype=torch.float64)
-    before = set(backend._fuser.compiled_kernels())
+    seen = lambda: set(backend._fuser.compiled_kernels()) | set(backend._fuser.unfused_kernels())  # noqa: E731
+    before = seen()
     scm.exp(small)                                      # small: eager
     x = torch.from_numpy(X.copy()).requires_grad_(True)
     v, _ = scm.tan(x)                                   # requires grad: eager autograd
     v.sum().backward()
     assert torch.isfinite(x.grad).all()
-    assert "_k_trig" not in set(backend._fuser.compiled_kernels()) - before
+    assert not seen() - before  # nothing was even captured by torch.compile

@@ -97,9 +97,9 @@ class Backend:
             for o in outputs
         )
 
-    def result_type(self, xp: Namespace, *dtypes: Any) -> Any:
-        """Type promotion of two or more dtypes (the namespace's ``result_type``)."""
-        return xp.result_type(*dtypes)
+    def result_type(self, xp: Namespace, *arrays_or_dtypes: Any) -> Any:
+        """Type promotion of arrays and/or dtypes (the namespace's ``result_type``)."""
+        return xp.result_type(*arrays_or_dtypes)
 
     def integer_arithmetic(self, dtype: Any) -> bool:
         """Whether the framework implements ``+ - * // %`` and negation on integer

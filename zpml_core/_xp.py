@@ -436,19 +436,21 @@ def scalar_array(xp: Namespace, name: str, v: object, dtype: Any, dev: Any) -> A
     return xp.asarray(_real_value(name, v, xp, dtype), dtype=dtype, device=dev)
 
 
-def result_dtype(xp: Namespace, *dtypes: Any) -> Any:
-    """The library's type promotion of ``dtypes`` (dtypes only, never array shapes).
+def result_dtype(xp: Namespace, *arrays_or_dtypes: Any) -> Any:
+    """The library's type promotion (``result_type``) of arrays and/or dtypes.
 
-    Equal dtypes need no promotion. Mixed dtypes go through the adapter
-    (``Backend.result_type``): torch's ``result_type`` of float16/bfloat16 (not array-API
-    dtypes) is a tensor operation Dynamo cannot trace, ``torch.promote_types`` is not.
+    Equal dtypes need no promotion (no call into the library). Otherwise the adapter
+    decides (``Backend.result_type``, by default the namespace's ``result_type``): torch's
+    ``result_type`` of float16/bfloat16 (not array-API dtypes) is a tensor operation
+    Dynamo cannot trace, so the torch adapter promotes the dtypes with
+    ``torch.promote_types``.
     """
-    first = dtypes[0]
-    if all(d == first for d in dtypes[1:]):
-        return first
+    dts = [getattr(a, "dtype", a) for a in arrays_or_dtypes]
+    if all(d == dts[0] for d in dts[1:]):
+        return dts[0]
     from zpml_core._registry import get_backend
 
-    return get_backend(xp).result_type(xp, *dtypes)
+    return get_backend(xp).result_type(xp, *arrays_or_dtypes)
 
 
 def float_operands(
@@ -472,7 +474,7 @@ def float_operands(
     arrays: list[Array] = [as_input(xp, v) for v in values if is_array(v)]
     scalars = [v for v in values if not is_array(v)]
     if arrays:
-        dt = result_dtype(xp, *(a.dtype for a in arrays))
+        dt = result_dtype(xp, *arrays)
         dev = device(arrays[0])
     else:
         is_cplx = any(isinstance(v, complex) for v in scalars)

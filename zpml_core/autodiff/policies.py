@@ -1,4 +1,4 @@
-"""Gradient policies (SPEC §6): what the backward pass does on bottom (⊥) paths.
+"""Gradient policies: what derivatives do on bottom (⊥) paths.
 
 =============  ==========  ===================  =========================================
 policy         value       gradient on ⊥ path   gradient on a non-⊥ path
@@ -9,23 +9,27 @@ REJECT         ``reject``  0                    0
 PASSTHROUGH    ``pass``    unchanged            unchanged
 =============  ==========  ===================  =========================================
 
-Resolution (:func:`get_policy`, SPEC §6.2): the innermost active ``with
+Resolution (:func:`get_policy`): the innermost active ``with
 gradient_policy(p):`` context, else the registry entry of the layer name, else CLAMP.
 Call sites use ``explicit_policy or get_policy(name)``, so an explicit argument wins.
 
-When policies are read (SPEC §10 decision #8)
-----------------------------------------------
+When policies are read
+----------------------
 * Every SCM op, :func:`zpml_core.projective.decode` and
   :func:`zpml_core.inference.strict_inference` gate their output with the policy that is
   active **when the forward pass runs** (layer names ``"scm_ops"``, ``"decode"``,
   ``"strict_inference"``; none is registered by default, so CLAMP applies unless a
   context or :func:`register_policy` says otherwise). The reference applied no policy in
-  these functions (SPEC §6.3); zpml_core does — a documented deviation.
+  these functions; zpml_core does — a documented deviation.
 * Eager PyTorch additionally honours a context that is active while ``.backward()``
   runs: it overrides the forward-time policy, so
   ``with gradient_policy(GradientPolicy.PROJECT): loss.backward()`` works as written.
-* JAX: the context around the ``jax.grad`` / ``jax.jit`` call applies (the backward is
-  traced there).
+* JAX: the context around the ``jax.grad`` / ``jax.jvp`` / ``jax.jit`` call applies
+  (the derivative is traced there).
+* Forward mode (``jax.jvp``/``jacfwd``, ``torch.func.jvp``/``jacfwd``, ``hessian``)
+  applies the same policies as a linear tangent map (``rules.tangent_transform``):
+  PROJECT and CLAMP zero the tangent at ⊥, REJECT everywhere; CLAMP does not clip
+  tangents (clipping is defined on cotangents, and a tangent map must be linear).
 
 Contexts under ``jax.jit`` and ``torch.compile`` (no stale trace)
 -----------------------------------------------------------------
@@ -167,7 +171,7 @@ def registry_items() -> tuple[tuple[str, GradientPolicy], ...]:
 
 def get_policy(layer: str | None = None) -> GradientPolicy:
     """The policy in effect: active context, else the registry entry for ``layer``
-    (``layer.strip().lower()``), else CLAMP (SPEC §6.2).
+    (``layer.strip().lower()``), else CLAMP.
 
     Reads the context variable: call it from eager code. Traced code (inside
     ``jax.jit`` / ``torch.compile``) resolves through :func:`resolve_policy`.
@@ -198,7 +202,7 @@ def resolve_policy(layer: str | None, *, traced: bool) -> GradientPolicy:
 
 
 def backward_override() -> GradientPolicy | None:
-    """The context active right now (read by eager backward passes, decision #8)."""
+    """The context active right now (read by eager backward passes)."""
     return _OVERRIDE.get()
 
 
@@ -336,7 +340,7 @@ def apply_policy(
 
     ``is_bottom`` is a bool (or 0/1 integer) array broadcastable against ``gradient``, or
     a Python bool. CLAMP clips real gradients to [-1, 1] with array ``clip`` semantics,
-    so NaN stays NaN (decision #9); complex gradients are not clipped.
+    so NaN stays NaN; complex gradients are not clipped.
     """
     from zpml_core import _xp
     from zpml_core.autodiff.rules import policy_transform
