@@ -27,11 +27,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from zpml_core import _xp
+from zpml_core import _daz, _xp
 from zpml_core._registry import Backend
 from zpml_core._xp import Array, Namespace
 
-__all__ = ["Limits", "clamp", "gamma_value", "limits", "maxabs", "mean", "numel", "pair_scale"]
+__all__ = ["Limits", "clamp", "daz", "gamma_value", "limits", "maxabs", "mean", "numel",
+           "pair_scale"]
 
 
 @dataclass(frozen=True)
@@ -169,3 +170,17 @@ def pair_scale(a: Array, b: Array, *, xp: Namespace, be: Backend, lim: Limits,
     # the select keeps XLA from folding ``ufp_mul`` into later products (``a·b·a·b``
     # would become ``(u·v)²·ufp_mul⁴``, whose ``(u·v)²`` underflows); NaN/inf stay as y
     return sg(xp.where(y < math.inf, r, y))
+
+
+def daz(x: Array, *, xp: Namespace, be: Backend, lim: Limits, cplx: bool) -> Array:
+    """``x`` with subnormal elements (real or imaginary parts below the smallest normal of
+    the computation dtype ``lim.rdt``) as signed zeros: JAX flushes them on CPU, so
+    without this a loss of subnormal operands would differ between backends. (float16 and
+    bfloat16 operands are computed in float32, where their subnormals are normal numbers
+    that every backend keeps.)
+    The flushed element keeps the gradient of ``x`` (the adapter's ``signed_zero``, formed
+    on a finite substitute so no branch holds inf/NaN); ±inf/NaN are kept."""
+    if cplx:
+        return _daz.flush_complex(x, lim.tiny, xp=xp, sg=be.stop_gradient)
+    sub = xp.abs(be.stop_gradient(x)) < lim.tiny
+    return xp.where(sub, be.signed_zero(xp.where(sub, x, 0.0)), x)

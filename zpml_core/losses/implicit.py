@@ -27,6 +27,7 @@ def implicit_elements(P: Array, Q: Array, Yn: Array, Yd: Array, *, xp: Namespace
     value wherever that is below ``S/2^11`` (complex ``S/2^13``), and at most ``S``.
     Scales are stop-gradient constants: the gradient is that of the formula.
     """
+    P, Q, Yn, Yd = (_safe.daz(v, xp=xp, be=be, lim=lim, cplx=cplx) for v in (P, Q, Yn, Yd))
     a = _safe.pair_scale(P, Q, xp=xp, be=be, lim=lim, cplx=cplx)
     b = _safe.pair_scale(Yn, Yd, xp=xp, be=be, lim=lim, cplx=cplx)
     p, q = P / a, Q / a

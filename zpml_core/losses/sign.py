@@ -44,9 +44,10 @@ def _unit(a: Array, b: Array, *, xp: Namespace, be: Backend, gamma: float, sqrt_
 
 def sign_elements(P: Array, Q: Array, Yn: Array, Yd: Array, m: Array | None, *,
                   xp: Namespace, be: Backend, gamma: float, sqrt_g: float, eps: float,
-                  cplx: bool) -> tuple[Array, Array]:
+                  cplx: bool, lim: Limits) -> tuple[Array, Array]:
     """``(1 − cos, mask)`` per element (0 off the mask), operands in the computation
     dtype. Each tuple is scaled before the dot product, so nothing overflows."""
+    P, Q, Yn, Yd = (_safe.daz(v, xp=xp, be=be, lim=lim, cplx=cplx) for v in (P, Q, Yn, Yd))
     if m is None:
         # fin(|Y_d|) & |Y_d| ≤ eps: the comparison is already False for NaN and ±inf
         m = xp.abs(be.stop_gradient(Yd)) <= eps
@@ -64,9 +65,10 @@ def sign_elements(P: Array, Q: Array, Yn: Array, Yd: Array, m: Array | None, *,
 
 
 def sign_value(P: Array, Q: Array, Yn: Array, Yd: Array, m: Array | None, *, xp: Namespace,
-               be: Backend, gamma: float, sqrt_g: float, eps: float, cplx: bool) -> Array:
+               be: Backend, gamma: float, sqrt_g: float, eps: float, cplx: bool,
+               lim: Limits) -> Array:
     per, _ = sign_elements(P, Q, Yn, Yd, m, xp=xp, be=be, gamma=gamma, sqrt_g=sqrt_g,
-                           eps=eps, cplx=cplx)
+                           eps=eps, cplx=cplx, lim=lim)
     return _safe.mean(per, xp=xp)
 
 
@@ -87,7 +89,7 @@ def _k_sign(P: Array, Q: Array, Yn: Array, Yd: Array, m: Array | None, *, xp: Na
     if lim.cast:
         P, Q, Yn, Yd = (xp.astype(v, lim.cdt) for v in (P, Q, Yn, Yd))
     out = sign_value(P, Q, Yn, Yd, m, xp=xp, be=be, gamma=gamma, sqrt_g=sqrt_g, eps=eps,
-                     cplx=cplx)
+                     cplx=cplx, lim=lim)
     return xp.astype(out, lim.odt) if lim.cast else out
 
 

@@ -69,7 +69,7 @@ def _k_training(fit: Array, P: Array, Q: Array, Yn: Array, Yd: Array, h: Array |
     margin = margin_value(Q, mf, tau_array, xp=xp, be=be, tau=tau, conditional=False,
                           saturate=saturate, lim=lim)
     sign = sign_value(P, Q, Yn, Yd, ms, xp=xp, be=be, gamma=gamma, sqrt_g=sqrt_g, eps=eps,
-                      cplx=cplx)
+                      cplx=cplx, lim=lim)
     tdt = lim_tot.rdt
 
     def weighted(x: Array, i: int) -> Array:
