@@ -3,7 +3,7 @@
 The step is eager: ``model(x)`` and the loss under ``torch.autocast`` (when mixed
 precision is on; CPU uses bfloat16, float16 only on CUDA), ``loss.backward()`` outside
 autocast; all of it inside ``gradient_policy(config.gradient_policy)`` when a policy is
-configured (SPEC §10 #8: the context active during ``backward`` applies). Gradients
+configured (semantics §10 #8: the context active during ``backward`` applies). Gradients
 accumulate in ``.grad``; the update divides them by the actual group size, calls
 ``optimizer.step()`` and zeroes them.
 

@@ -1,6 +1,6 @@
 """Speed of the loss stack: ``implicit_loss`` + ``SCMTrainingLoss`` vs the floor.
 
-The *floor* is a hand-written native expression of the same SPEC §5 formulas on the
+The *floor* is a hand-written native expression of the same semantics §5 formulas on the
 same backend (what a user would write without zpml_core). Where zeroproofml 0.6.1 is
 importable (``nox -s bench`` may install it into its own venv; the project never
 depends on it), its torch losses are timed too. Ratios are measured side by side in one

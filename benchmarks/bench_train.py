@@ -13,7 +13,7 @@ Adam 1e-3) with the guide's loss wiring — ``SCMTrainingLoss`` on top of
 
 Both iterate the same pre-built list of batches. Where ``zeroproofml`` 0.6.1 is
 importable, its ``SCMTrainer`` runs the same model/loss/data (its loss convention needs
-the adapter of SPEC §7.2). Contenders are interleaved round by round; the reported
+the adapter of semantics §7.2). Contenders are interleaved round by round; the reported
 times are the median epoch, as wall time and as CPU time of the process (robust to other
 load on shared cores). Targets: torch ≥ 0.9x the hand loop; JAX ≥ 0.9x the jitted
 hand loop; faster than zeroproofml's trainer.
@@ -119,7 +119,7 @@ def _reference_contender(batches: list[Any], rounds: int,
 
     ref_scm = RefSCMTrainingLoss(RefLossConfig())
 
-    def ref_loss(outputs: Any, lifted: Any, *, tau: float) -> Any:  # SPEC §7.2 adapter
+    def ref_loss(outputs: Any, lifted: Any, *, tau: float) -> Any:  # semantics §7.2 adapter
         P, Q = outputs
         Y_n, Y_d = lifted
         fit = ref_implicit(P, Q, Y_n, Y_d)

@@ -1,5 +1,5 @@
-"""Conformance cases for ``zpml_core.losses`` (SPEC §5) and the gradient policies of the
-losses (SPEC §6): forward rows (group ``losses``) and gradient rows (group ``grad``).
+"""Conformance cases for ``zpml_core.losses`` (semantics §5) and the gradient policies of the
+losses (semantics §6): forward rows (group ``losses``) and gradient rows (group ``grad``).
 
 Imported by :func:`zpml_conformance.cases.all_cases`; an ImportError here (no
 ``zpml_core.losses``) leaves the table without loss rows.
@@ -36,7 +36,7 @@ _POLICIES = ("CLAMP", "PROJECT", "REJECT", "PASSTHROUGH")
 
 def _targets(rng: np.random.Generator, shape: tuple[int, ...], dt: np.dtype,
              frac_inf: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
-    """Lifted targets ``(Y_n, Y_d)`` of random data with ±inf / NaN (SPEC §3.1)."""
+    """Lifted targets ``(Y_n, Y_d)`` of random data with ±inf / NaN (semantics §3.1)."""
     y = _rand(rng, shape, dt, -2, 2)
     u = rng.random(shape)
     y = np.where(u < frac_inf / 3, np.inf, y)
@@ -73,7 +73,7 @@ def _implicit_cases(dtype: str) -> Iterable[Case]:
                 "Y_n": yn, "Y_d": yd}
 
     def spec_example(rng: np.random.Generator, dt: np.dtype) -> Inputs:
-        a = np.asarray  # SPEC §5.1: loss 0.19980000000227224
+        a = np.asarray  # semantics §5.1: loss 0.19980000000227224
         return {"P": a([1, 2, 0, 3, 1e-3], dt), "Q": a([1, .5, 0, 1e-5, -2], dt),
                 "Y_n": a([1, 4, 1, 1, -1], dt), "Y_d": a([1, 1, 0, 0, 1], dt)}
 
@@ -122,7 +122,7 @@ def _margin_cases(dtype: str) -> Iterable[Case]:
         return {"Q": _rand(rng, (6, 8), dt, -6, -2), "mask_finite": np.zeros((6, 8), bool)}
 
     def spec_example(rng: np.random.Generator, dt: np.dtype) -> Inputs:
-        # SPEC §5.2: population 1.4285714285714286e-9, conditional 3.3333333333333334e-9
+        # semantics §5.2: population 1.4285714285714286e-9, conditional 3.3333333333333334e-9
         return {"Q": np.asarray([0, 5e-5, 1e-4, 2e-4, -5e-5, np.nan, np.inf], dt),
                 "mask_finite": np.asarray([1, 0, 1, 1, 0, 0, 0], bool)}
 
@@ -174,7 +174,7 @@ def _sign_cases(dtype: str) -> Iterable[Case]:
                 "Y_d": np.where(rng.random(e.shape) < 0.6, 0.0, rng.permutation(e)).astype(dt)}
 
     def spec_example(rng: np.random.Generator, dt: np.dtype) -> Inputs:
-        a = np.asarray  # SPEC §5.3 mixed batch: 0.20000000011222224
+        a = np.asarray  # semantics §5.3 mixed batch: 0.20000000011222224
         return {"P": a([1, 2, 0, 3, 1e-3], dt), "Q": a([1, .5, 0, 1e-5, -2], dt),
                 "Y_n": a([1, 4, 1, 1, -1], dt), "Y_d": a([1, 1, 0, 0, 1], dt)}
 
@@ -217,13 +217,13 @@ def _coverage_cases(dtype: str) -> Iterable[Case]:
         return {"is_bottom": _mask(rng, (6, 8), 0.3)}
 
     def rej_spec(rng: np.random.Generator, dt: np.dtype) -> Inputs:
-        # SPEC §5.4: coverage 0.75, rejection(0.95) ≈ 0.04, rejection(0.5) = 0
+        # semantics §5.4: coverage 0.75, rejection(0.95) ≈ 0.04, rejection(0.5) = 0
         return {"is_bottom": np.asarray([True, False, False, False])}
 
     rej = losses.rejection_loss
     # a bool is_bottom is the only operand: the value is in the library's default float.
     # relu(target − coverage)² cancels: float32 on torch (default float) agrees with the
-    # float64 reference to ~1e-8 absolute (SPEC decision #11 asks for 1e-6)
+    # float64 reference to ~1e-8 absolute (semantics decision #11 asks for 1e-6)
     df = ("out",)
     rt = {"out": (tol, 1e-7)}
     yield Case(f"losses.rejection_loss/{d}/bool-2d", g, rej, rej_bool, dtype, rtol=tol,
@@ -240,7 +240,7 @@ def _coverage_cases(dtype: str) -> Iterable[Case]:
         return {"Q": _sprinkle(rng, _rand(rng, (6, 8), dt, -6, 0), 0.1)}
 
     def soft_spec(rng: np.random.Generator, dt: np.dtype) -> Inputs:
-        return {"Q": np.asarray([0, 1e-4, 1e-3, 1], dt)}  # SPEC §5.5: 0.06645851636656258
+        return {"Q": np.asarray([0, 1e-4, 1e-3, 1], dt)}  # semantics §5.5: 0.06645851636656258
 
     soft = losses.soft_coverage_loss
     kw = {"tau": 1e-4, "temperature": 1e-4, "target": 0.95}
@@ -268,7 +268,7 @@ def _separation_cases(dtype: str) -> Iterable[Case]:
         return {"Q": _rand(rng, (64,), dt, -4, 0), "mask_censored": np.ones(64, bool)}
 
     def spec_example(rng: np.random.Generator, dt: np.dtype) -> Inputs:
-        # SPEC §5.6: (5e-05, 7.083333333333334e-4)
+        # semantics §5.6: (5e-05, 7.083333333333334e-4)
         return {"Q": np.asarray([0, .02, .04, .1, .005], dt),
                 "mask_censored": np.asarray([1, 1, 0, 0, 0], bool)}
 
@@ -309,7 +309,7 @@ def _training_cases(dtype: str) -> Iterable[Case]:
                 "mask_singular": _mask(rng, (8,), 0.5)}
 
     def spec_example(rng: np.random.Generator, dt: np.dtype) -> Inputs:
-        a = np.asarray  # SPEC §5.7: total 0.5249983337105557
+        a = np.asarray  # semantics §5.7: total 0.5249983337105557
         return {"P": a([1, 2, 0, 3], dt), "Q": a([1, .5, 1e-5, 1e-5], dt),
                 "Y_n": a([1, 4, 1, 1], dt), "Y_d": a([1, 1, 0, 1], dt)}
 
@@ -322,7 +322,7 @@ def _training_cases(dtype: str) -> Iterable[Case]:
     # follow the operands), so every output has the case's dtype
     for label, cfg in (("default", None), ("config", _CONFIG)):
         fn = _training(cfg)
-        # without is_bottom the rejection term is a 0 in fit_loss's dtype (SPEC §5.7)
+        # without is_bottom the rejection term is a 0 in fit_loss's dtype (semantics §5.7)
         yield Case(f"{name}/{d}/{label}-1d", g, fn, plain, dtype, rtol=tol)
         yield Case(f"{name}/{d}/{label}-2d-masks", g, fn, full, dtype, rtol=tol)
         yield Case(f"{name}/{d}/{label}-2d-masks-tau=2e-4", g, fn, full, dtype, rtol=tol,

@@ -135,7 +135,7 @@ def _next(x: float, toward: float, dtype: np.dtype) -> float:
 
 
 def edge_values(dtype: np.dtype | str) -> np.ndarray:
-    """The edge values of SPEC §1.5 in ``dtype``: signed zeros, ±inf, nan, subnormals,
+    """The edge values of semantics §1.5 in ``dtype``: signed zeros, ±inf, nan, subnormals,
     the smallest normal on both sides, huge values (1e±308 / 1e±38), both sides of
     tau_infer (1e-6), tau_train (1e-4), the ``div`` y² underflow border (sqrt(tiny)),
     the exp overflow border, π/2 for tan, and ordinary numbers."""

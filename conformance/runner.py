@@ -264,7 +264,7 @@ def resolve_device(backend: Backend, name: str) -> Any:
 
 def prepare_backend(backend: Backend) -> None:
     """Per-backend set-up before any array exists: JAX runs with float64 enabled
-    (``jax_enable_x64``; SPEC §9 #2). Adapters may define ``conformance_setup()``."""
+    (``jax_enable_x64``; semantics §9 #2). Adapters may define ``conformance_setup()``."""
     hook = getattr(backend, "conformance_setup", None)
     if callable(hook):
         hook()

@@ -46,7 +46,7 @@ try:
 except ImportError:  # hypothesis not installed: only the property tests need it
     pass
 
-# JAX must run in float64 for the float64 tests (SPEC §9 #2); set before any jax array.
+# JAX must run in float64 for the float64 tests (semantics §9 #2); set before any jax array.
 if _importable("jax"):
     import jax
 

@@ -1,4 +1,4 @@
-"""Errors are part of the API (ARCHITECTURE rule 8, SPEC §1.4, §2.2, §4.1, §10 #5/#21/#23).
+"""Errors are part of the API (design rule 8, semantics §1.4, §2.2, §4.1, §10 #5/#21/#23).
 
 * mixing libraries → TypeError naming both types;
 * mismatched shapes → ValueError naming the arguments;
@@ -176,7 +176,7 @@ def test_masks_are_keyword_only(arr):
 
 
 # ---------------------------------------------------------------------------------------
-# pow exponent must be real (SPEC §1.4, §10 #5)
+# pow exponent must be real (semantics §1.4, §10 #5)
 
 
 @pytest.mark.parametrize("e", [1j, 2 + 0j, complex(0.5, 0.0)])
@@ -220,7 +220,7 @@ def test_projectively_equal_atol(arr, atol, exc):
 @pytest.mark.parametrize(
     ("kwargs", "exc", "name"),
     [
-        ({"tau_infer": "1e-6"}, TypeError, "tau_infer"),  # SPEC §10 #23: str rejected
+        ({"tau_infer": "1e-6"}, TypeError, "tau_infer"),  # semantics §10 #23: str rejected
         ({"tau_infer": None}, TypeError, "tau_infer"),
         ({"tau_infer": True}, TypeError, "tau_infer"),
         ({"tau_infer": 0.0}, ValueError, "tau_infer"),
@@ -269,7 +269,7 @@ def test_binary_none_operand_names_argument(arr, op):
 
 
 def test_non_array_operand_names_argument(arr):
-    # ARCHITECTURE rule 8: bad Python arguments → TypeError naming the argument
+    # design rule 8: bad Python arguments → TypeError naming the argument
     with pytest.raises(TypeError, match=r"\by\b"):
         scm.div(arr([1.0]), [1.0])
     with pytest.raises(TypeError, match=r"\bx\b"):

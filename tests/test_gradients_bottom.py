@@ -1,4 +1,4 @@
-"""Gradients at bottom positions (SPEC §1.6, ARCHITECTURE rule 5), torch and jax.
+"""Gradients at bottom positions (semantics §1.6, design rule 5), torch and jax.
 
 For every op, the gradient of ``sum(value)`` w.r.t. each input, on a grid of edge inputs:
 
@@ -7,8 +7,8 @@ For every op, the gradient of ``sum(value)`` w.r.t. each input, on a grid of edg
 * equals the analytic derivative (computed independently in numpy) at non-bottom
   positions whose operands are normal (or ±0) and whose analytic derivative is finite —
   there it is finite too. Non-bottom positions whose true derivative is infinite
-  (``inv`` at 1e-160, ``decode`` with a tiny D) may be ±inf (SPEC §1.6, §10 #7), never NaN.
-  Subnormal operands are signed zeros under DAZ (SPEC §10 #1): there the gradient is the
+  (``inv`` at 1e-160, ``decode`` with a tiny D) may be ±inf (semantics §1.6, §10 #7), never NaN.
+  Subnormal operands are signed zeros under DAZ (semantics §10 #1): there the gradient is the
   one at that zero (finite where that is finite; e.g. ``pow(1e-320, 0.5)`` is +inf like
   ``pow(0, 0.5)``).
 
@@ -164,7 +164,7 @@ def test_binary_gradients(backend, arr, op):
 
 
 def test_div_gradient_finite_by_probe(backend, arr):
-    # SPEC §10 #3: the |x|/y² probe guarantees a finite ∂/∂y at every non-⊥ position
+    # semantics §10 #3: the |x|/y² probe guarantees a finite ∂/∂y at every non-⊥ position
     pairs = np.array(list(itertools.product(X_EDGE, Y_EDGE)))
     x, y = pairs[:, 0].copy(), pairs[:, 1].copy()
     gx, gy = grads(backend, lambda a, c: _sum(scm.div(a, c).value), x, y)
@@ -186,7 +186,7 @@ def test_pow_gradient_wrt_base(backend, arr):
 
 @pytest.mark.parametrize(("x", "e"), [(0.0, 0.5), (0.0, 1 / 3), (-0.0, 0.5), (1e-320, 0.5)])
 def test_pow_gradient_at_zero_base_not_nan(backend, x, e):
-    # 0**0.5 = 0 is not ⊥; its true derivative is +inf (SPEC §1.6) — never NaN.
+    # 0**0.5 = 0 is not ⊥; its true derivative is +inf (semantics §1.6) — never NaN.
     (gx, ge) = grads(backend, lambda a, c: _sum(scm.pow(a, c).value), [x], [e])
     assert not np.isnan(gx).any(), f"d(x**{e})/dx at x={x!r} is NaN"
     assert not np.isnan(ge).any()
@@ -355,7 +355,7 @@ ZERO_OPERAND_CASES = [
                          ids=[c[0] for c in ZERO_OPERAND_CASES])
 def test_gradient_at_exact_zero_operand(backend, name, f, args, k, expected):
     # ±0 is an ordinary (non-subnormal) operand: the derivative is the analytic one, as in
-    # the reference (SPEC §1.6: non-⊥ gradients are not guarded). A DAZ flush must not
+    # the reference (semantics §1.6: non-⊥ gradients are not guarded). A DAZ flush must not
     # cut the gradient of an exact zero.
     g = grads(backend, f, *args)[k]
     assert not np.isnan(g).any(), f"{name}: NaN"

@@ -1,4 +1,4 @@
-"""ARCHITECTURE rule 2: ``import zpml_core`` imports no array framework, and using it with
+"""design rule 2: ``import zpml_core`` imports no array framework, and using it with
 array-api-strict inputs imports neither torch nor jax (checked in fresh interpreters)."""
 
 from __future__ import annotations

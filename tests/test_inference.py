@@ -1,4 +1,4 @@
-"""Strict inference and its configuration (SPEC §4, §10 #1 DAZ, §10 #23), on every backend."""
+"""Strict inference and its configuration (semantics §4, §10 #1 DAZ, §10 #23), on every backend."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def same_bits(a, e):
 
 
 # ---------------------------------------------------------------------------------------
-# InferenceConfig (SPEC §4.1, §10 #23)
+# InferenceConfig (semantics §4.1, §10 #23)
 
 
 def test_config_defaults():
@@ -111,7 +111,7 @@ def test_config_monitor_thresholds_aliases():
 
 
 # ---------------------------------------------------------------------------------------
-# strict_inference: the verified table (SPEC §4.2, tau_infer=1e-6, tau_train=1e-4, f64)
+# strict_inference: the verified table (semantics §4.2, tau_infer=1e-6, tau_train=1e-4, f64)
 
 #        P        Q        decoded        bottom gap   fault  semantic prov
 TABLE = [
@@ -175,7 +175,7 @@ def test_strict_inference_default_config(arr):
 
 def test_strict_inference_daz_subnormal_q(arr):
     # DAZ: a subnormal Q is zero → semantic, even when tau_infer is itself subnormal
-    # (SPEC §9 #1: numpy/torch reference called it a fault via the inf quotient).
+    # (semantics §9 #1: numpy/torch reference called it a fault via the inf quotient).
     cfg = InferenceConfig(tau_infer=1e-320)
     res = strict_inference(arr([1.0, 1.0, 1e10, 1e-320]), arr([1e-320, 1e-300, 1e-300, 1.0]), config=cfg)
     assert arr.np(res.semantic_bottom_mask).tolist() == [True, False, False, False]
@@ -201,7 +201,7 @@ def test_strict_inference_f32_boundary(arr):
 
 
 def test_strict_inference_broadcast_p_more_dims(arr):
-    # SPEC §4.2 broadcast example: masks live on Q's shape, P-derived masks reduced with any
+    # semantics §4.2 broadcast example: masks live on Q's shape, P-derived masks reduced with any
     P = arr([[1.0, 2.0], [NAN, 1.0], [1.0, 1.0], [1e308, 1.0]])
     Q = arr([1.0, 1.0, 0.0, 1e-300])
     res = strict_inference(P, Q)
@@ -268,7 +268,7 @@ def test_strict_inference_experimental_provenance_same_data(arr):
 
 
 # ---------------------------------------------------------------------------------------
-# tau underflow check (SPEC §4.2 step 1: only Q's dtype matters)
+# tau underflow check (semantics §4.2 step 1: only Q's dtype matters)
 
 
 @pytest.mark.parametrize(
@@ -319,7 +319,7 @@ def test_strict_inference_tau_underflow_f16(arr, backend, tau, raises):
 
 
 # ---------------------------------------------------------------------------------------
-# validity factors (experimental, SPEC §4.2 step 2)
+# validity factors (experimental, semantics §4.2 step 2)
 
 
 def test_validity_factors(arr):
@@ -349,7 +349,7 @@ def test_validity_taus_errors(arr, taus, exc):
 
 @pytest.mark.parametrize("factor", [[1.0], 1.0, None, "v"])
 def test_validity_factors_non_array(arr, factor):
-    # ARCHITECTURE rule 8: the message names the argument
+    # design rule 8: the message names the argument
     with pytest.raises(TypeError, match="validity_factors"):
         strict_inference(arr([1.0]), arr([1.0]), validity_factors=[factor])
 

@@ -1,4 +1,4 @@
-"""JSONL metric logging (SPEC §7.4, decision #25)."""
+"""JSONL metric logging (semantics §7.4, decision #25)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Loss values (SPEC §5) on every backend, against the SPEC examples and against
-independent numpy float64 implementations of the SPEC formulas written here; dtypes,
+"""Loss values (semantics §5) on every backend, against the semantics examples and against
+independent numpy float64 implementations of the semantics formulas written here; dtypes,
 argument validation, and tracing (``jax.jit`` / ``torch.compile(fullgraph=True)``)."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ RTOL = {"float64": 1e-12, "float32": 1e-5}
 
 
 # ---------------------------------------------------------------------------------------
-# independent reference formulas (numpy float64, literal SPEC §5)
+# independent reference formulas (numpy float64, literal semantics §5)
 
 
 @np.errstate(all="ignore")
@@ -112,7 +112,7 @@ def default_float_np(xp):
 
 
 # ---------------------------------------------------------------------------------------
-# SPEC examples (float64, every backend)
+# semantics examples (float64, every backend)
 
 EX = dict(P=[1, 2, 0, 3, 1e-3], Q=[1, 0.5, 0, 1e-5, -2], Yn=[1, 4, 1, 1, -1], Yd=[1, 1, 0, 0, 1])
 
@@ -127,7 +127,7 @@ def test_implicit_spec_example(arr):
 
 def test_implicit_all_zero_tuple_gamma0_is_zero(arr):
     # every loss is finite for finite input: 0/0 (all-zero tuples, gamma=0) gives 0
-    # (the reference and the SPEC example give NaN; DEVIATIONS.md)
+    # (the reference and the semantics example give NaN; DEVIATIONS.md)
     out = implicit_loss(arr([0.0]), arr([0.0]), arr([0.0]), arr([0.0]), gamma=0.0)
     assert arr.np(out) == 0.0
 
@@ -159,9 +159,9 @@ def test_margin_spec_examples(arr):
 def test_sign_spec_single_elements(arr, row, expected):
     P, Q, Yn, Yd = (arr([v]) for v in row)
     out = arr.np(sign_consistency_loss(P, Q, Yn, Yd))
-    # the SPEC formula, evaluated here in float64, to 1e-12 ...
+    # the semantics formula, evaluated here in float64, to 1e-12 ...
     close(out, ref_sign(*(np.array([float(v)]) for v in row)), "float64", str(row))
-    # ... and the SPEC's printed values (1e-9 and 1.999999999 are shown rounded; 1 − cos
+    # ... and the semantics' printed values (1e-9 and 1.999999999 are shown rounded; 1 − cos
     # near cos = 1 carries an absolute rounding error of ~1e-16, i.e. ~1e-7 relative)
     assert math.isclose(float(out), expected, rel_tol=1e-7), (row, float(out))
 
@@ -617,7 +617,7 @@ def test_changed_policy_changes_traced_forward_values(backend, arr):
 
 
 # ---------------------------------------------------------------------------------------
-# array thresholds (a threshold scheduled inside a jitted step, PITFALLS C.10)
+# array thresholds (a threshold scheduled inside a jitted step, scheduled thresholds)
 
 
 def test_tau_train_as_0d_array(arr, xp):

@@ -1,4 +1,4 @@
-"""Gradient policies: enum, resolution/precedence (SPEC §6.2), context manager, registry,
+"""Gradient policies: enum, resolution/precedence (semantics §6.2), context manager, registry,
 serialisation, and the array helper ``apply_policy`` on every backend."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Gradient policies as real autodiff hooks (SPEC §6, decision #8).
+"""Gradient policies as real autodiff hooks (semantics §6, decision #8).
 
 For each policy the gradient reaching the inputs of ``scm.div`` (and of ``decode`` /
 ``strict_inference``) equals the policy transform of the upstream gradient times the
@@ -40,7 +40,7 @@ def _clean_registry():
 
 
 def transform(g: np.ndarray, bottom: np.ndarray, policy: GradientPolicy) -> np.ndarray:
-    """The policy table of SPEC §6.1, independently in numpy."""
+    """The policy table of semantics §6.1, independently in numpy."""
     if policy is T:
         return g
     if policy is R:
@@ -138,7 +138,7 @@ def test_gradients_finite_with_singular_downstream(backend, policy):
 
 
 def test_complex_clamp_leaves_off_bottom_unchanged(backend):
-    # CLAMP on complex values: 0 at ⊥, unchanged elsewhere (SPEC §6.1)
+    # CLAMP on complex values: 0 at ⊥, unchanged elsewhere (semantics §6.1)
     x = np.array([3 + 4j, 1 + 1j, 2 - 1j])
     y = np.array([1 + 0j, 0j, 0.5 + 0j])
     w = np.array([10.0, 10.0, -8.0])

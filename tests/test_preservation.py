@@ -1,5 +1,5 @@
-"""Library, dtype and device preservation of every public function (ARCHITECTURE rule 7,
-SPEC §1.1, §1.3, §10 #4/#6/#19).
+"""Library, dtype and device preservation of every public function (design rule 7,
+semantics §1.1, §1.3, §10 #4/#6/#19).
 
 array-api-strict runs in multi-device mode: inputs on ``Device('device1')`` must give
 outputs on ``'device1'`` (a creation call without ``device=`` lands on the default device
@@ -140,7 +140,7 @@ def test_complex_dtype_preserved(arr, xp, dev, name, dtype):
 
 
 # ---------------------------------------------------------------------------------------
-# integer inputs (SPEC §1.3 / §10 #4): add/sub/mul/neg keep int, the rest promote to the
+# integer inputs (semantics §1.3 / §10 #4): add/sub/mul/neg keep int, the rest promote to the
 # library's default float
 
 
@@ -203,7 +203,7 @@ def test_int_inputs_projective_promote(arr, xp, dev, name):
 
 
 # ---------------------------------------------------------------------------------------
-# Python scalars (SPEC §1.4, §10 #6)
+# Python scalars (semantics §1.4, §10 #6)
 
 
 def test_python_scalars_only():

@@ -1,4 +1,4 @@
-"""Projective helpers (SPEC §2, §3 and decisions §10 #19–#22), on every backend."""
+"""Projective helpers (semantics §2, §3 and decisions §10 #19–#22), on every backend."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def grads(backend, f, *args):
 
 
 # ---------------------------------------------------------------------------------------
-# lift_targets (SPEC §3.1, §10 #19)
+# lift_targets (semantics §3.1, §10 #19)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -101,7 +101,7 @@ def test_lift_targets_rejects_non_arrays(bad):
 
 
 # ---------------------------------------------------------------------------------------
-# lift_semantic_targets (SPEC §3.2)
+# lift_semantic_targets (semantics §3.2)
 
 LABELS = ["finite", "bottom", "censored_below", "censored_above", "domain_invalid", "fault", "missing"]
 
@@ -207,7 +207,7 @@ def test_lift_semantic_targets_non_array_targets(y):
 
 
 # ---------------------------------------------------------------------------------------
-# encode / decode (SPEC §2.1 array contract, §10 #22)
+# encode / decode (semantics §2.1 array contract, §10 #22)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -245,7 +245,7 @@ DECODE_CASES = [
     (0.0, 0.0, None),
     (-1.0, 0.0, None),
     (1.0, -0.0, None),
-    (INF, 1.0, None),  # reference raises ValueError; the array form gives ⊥ (SPEC §10 #22)
+    (INF, 1.0, None),  # reference raises ValueError; the array form gives ⊥ (semantics §10 #22)
     (1.0, INF, None),
     (1.0, NAN, None),
     (NAN, 1.0, None),
@@ -292,7 +292,7 @@ def test_decode_int_and_complex(arr, xp):
 
 
 # ---------------------------------------------------------------------------------------
-# renormalize (SPEC §2.2 with §10 #21: scaled norm, gamma validated)
+# renormalize (semantics §2.2 with §10 #21: scaled norm, gamma validated)
 
 
 def test_renormalize_3_4(arr):
@@ -356,7 +356,7 @@ def test_renormalize_zero_tuple_and_int(arr, xp):
 
 @pytest.mark.parametrize("gamma", [0.0, 1e-9])
 def test_renormalize_subnormal_tuple_is_the_zero_tuple(arr, gamma):
-    # DAZ (SPEC §10 #1): a tuple of subnormals is the zero tuple, on every backend. The
+    # DAZ (semantics §10 #1): a tuple of subnormals is the zero tuple, on every backend. The
     # result must be the zero tuple's (whatever that is for this gamma: (0, 0) for
     # gamma > 0, the reference's NaN for gamma = 0), not numpy's (1, 0) vs JAX's NaN.
     n, d = renormalize(arr([1e-320, 1e-310, 0.0]), arr([0.0, 1e-310, 0.0]), gamma)
@@ -382,7 +382,7 @@ def test_renormalize_gamma_invalid_type(arr, gamma):
 
 @pytest.mark.autodiff
 def test_renormalize_gradient_stop_gradient(backend):
-    # s is treated as a constant: ∂(N/s)/∂N = 1/s, ∂(N/s)/∂D = 0 (SPEC §2.2)
+    # s is treated as a constant: ∂(N/s)/∂N = 1/s, ∂(N/s)/∂D = 0 (semantics §2.2)
     from zpml_core.projective import renormalize as rn
 
     gN, gD = grads(backend, lambda N, D: rn(N, D, gamma=0.0)[0].sum(), [3.0, 1e-3], [4.0, 0.0])
@@ -405,7 +405,7 @@ def test_renormalize_gradient_attached(backend):
 
 
 # ---------------------------------------------------------------------------------------
-# projectively_equal (SPEC §2.3, elementwise contract §10 #20)
+# projectively_equal (semantics §2.3, elementwise contract §10 #20)
 
 PE_CASES = [
     ((1.0, 2.0), (2.0, 4.0), True),

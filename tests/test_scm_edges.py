@@ -1,12 +1,12 @@
-"""SPEC §1.5 edge tables of the vectorised SCM ops, on every backend.
+"""semantics §1.5 edge tables of the vectorised SCM ops, on every backend.
 
-Expected values come from SPEC §1 (the reference's verified tables) with the binding
-DAZ decision (SPEC §10 #1, ARCHITECTURE rule 4): subnormal operands count as signed zero
+Expected values come from semantics §1 (the reference's verified tables) with the binding
+DAZ decision (semantics §10 #1, design rule 4): subnormal operands count as signed zero
 in every predicate and computation, on every backend. Where DAZ changes the reference's
 answer the case says so (``# DAZ``). Non-table libm values are computed independently
 with Python's ``math`` on normal inputs.
 
-Comparison rules (SPEC §0):
+Comparison rules (semantics §0):
 * masks exactly;
 * ``X(v)``: value exactly, signed zeros by ``signbit`` (correctly rounded IEEE results);
 * ``U(v)``: within 2 ulp (libm results);
@@ -125,7 +125,7 @@ def check_result(arr, res, expected: list, dtype: str, where: str = "") -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# unary table (SPEC §1.5, float64)
+# unary table (semantics §1.5, float64)
 
 # columns:      inv            neg        log           exp          sqrt        sin         cos      tan
 _UNARY_ROWS: list[tuple[float, tuple]] = [
@@ -177,7 +177,7 @@ def test_unary_table_f64(arr, op, x, expected):
     check_result(arr, res, [expected], "float64", f"{op}({x!r})")
 
 
-# exp overflow borders (SPEC §1.2: ⊥ iff x > 709.782712893384 in f64, 88.72283172607422 in f32)
+# exp overflow borders (semantics §1.2: ⊥ iff x > 709.782712893384 in f64, 88.72283172607422 in f32)
 EXP_MAX64 = 709.782712893384
 EXP_MAX32 = 88.72283172607422
 
@@ -223,7 +223,7 @@ def test_exp_border_f32(arr, x, expected):
 F32_UNARY = [
     ("neg", 0.0, X(-0.0)),
     ("neg", -0.0, X(0.0)),
-    ("log", f32(1e-38), BOT),  # DAZ (SPEC §9 #1: JAX f32 log(1e-38) ⊥)
+    ("log", f32(1e-38), BOT),  # DAZ (semantics §9 #1: JAX f32 log(1e-38) ⊥)
     ("log", F32_TINY, U(f32(math.log(F32_TINY)))),
     ("log", -1.0, BOT),
     ("sqrt", f32(-1e-40), X(-0.0)),  # DAZ: signed zero, not ⊥
@@ -253,7 +253,7 @@ def test_unary_f32(arr, op, x, expected):
 F16_CASES = [
     ("exp", 11.0859375, U(float(np.float16(math.exp(11.0859375))))),
     ("exp", nextafter(11.0859375, INF, "float16"), BOT),
-    ("tan", 177.5, BOT),  # SPEC §1.2: f16 tan(±177.5) overflows → ⊥
+    ("tan", 177.5, BOT),  # semantics §1.2: f16 tan(±177.5) overflows → ⊥
     ("tan", -177.5, BOT),
     ("tan", 1.0, U(float(np.float16(math.tan(1.0))))),
 ]
@@ -268,7 +268,7 @@ def test_unary_f16(arr, backend, op, x, expected):
 
 
 # ---------------------------------------------------------------------------------------
-# binary table (SPEC §1.5 "binary highlights", float64)
+# binary table (semantics §1.5 "binary highlights", float64)
 
 BINARY_F64 = [
     # add / sub
@@ -334,7 +334,7 @@ BINARY_F64 = [
     ("div", 0.0, 1e-200, BOT),
     ("div", 1.0, 1e-200, BOT),
     ("div", 3.0, 1e-200, BOT),
-    ("div", 1.0, 1e-160, BOT),  # SPEC §1.2: inv(1e-160) = 1e160 but div(1, 1e-160) ⊥
+    ("div", 1.0, 1e-160, BOT),  # semantics §1.2: inv(1e-160) = 1e160 but div(1, 1e-160) ⊥
     ("div", 1e-320, 2.0, T(0.0)),  # DAZ numerator
     ("div", 1e-320, 1e-100, X(0.0)),  # DAZ (IEEE would be the normal number 1e-220)
     ("div", -1e-320, 1e-100, X(-0.0)),
@@ -384,7 +384,7 @@ def test_binary_f32(arr, op, x, y, expected):
 
 
 # ---------------------------------------------------------------------------------------
-# pow (SPEC §1.2 notes, §1.5)
+# pow (semantics §1.2 notes, §1.5)
 
 POW_F64 = [
     (2.0, -1.0, X(0.5)),
@@ -452,7 +452,7 @@ def test_pow_f32(arr, x, e, expected):
 
 
 def test_pow_exponent_converted_to_base_dtype(arr):
-    # SPEC §1.2: integrality is tested in the base's real dtype. 1 + 2**-30 is not an
+    # semantics §1.2: integrality is tested in the base's real dtype. 1 + 2**-30 is not an
     # integer in f64 but rounds to 1.0 in f32.
     e = 1.0 + 2.0**-30
     r64 = scm.pow(arr([-2.0]), arr([e]))
@@ -462,7 +462,7 @@ def test_pow_exponent_converted_to_base_dtype(arr):
 
 
 # ---------------------------------------------------------------------------------------
-# complex (SPEC §1.5, complex128)
+# complex (semantics §1.5, complex128)
 
 C = "complex128"
 COMPLEX_UNARY = [
@@ -497,7 +497,7 @@ def _check_complex(arr, res, expected, where):
         assert abs(v[0]) < F64_TINY, f"{where}: {v[0]!r}"
         return
     if isinstance(e, Exp) and e.mode == "exact":
-        # exact up to the sign of zero parts (SPEC §9 #9: libraries differ on it)
+        # exact up to the sign of zero parts (semantics §9 #9: libraries differ on it)
         assert not bool(b[0]), f"{where}: expected {e!r}, got ⊥"
         assert v[0] == e.v, f"{where}: {v[0]!r} != {e.v!r}"
         return
@@ -534,8 +534,8 @@ COMPLEX_POW = [
     (0j, -1.0, BOT),
     (0j, -0.5, BOT),
     (0j, 0.5, X(0j)),
-    # Reference: numpy/jax 1+0j, torch ⊥ (SPEC §9 #6). zpml_core's masks must agree across
-    # backends (ARCHITECTURE rule 4); 0**0 = 1 as in the real case.
+    # Reference: numpy/jax 1+0j, torch ⊥ (semantics §9 #6). zpml_core's masks must agree across
+    # backends (design rule 4); 0**0 = 1 as in the real case.
     (0j, 0.0, U(1 + 0j)),
     (complex(NAN, 0), 1.0, BOT),
     (complex(1, 1), INF, BOT),
@@ -550,7 +550,7 @@ def test_complex_pow(arr, x, e, expected):
 
 
 def test_complex_pow_integral_exponent(arr):
-    # SPEC §1.5: (-1+0j)**2 = 1 (numpy exactly, torch/jax via exp-log, 2.4e-16 imaginary)
+    # semantics §1.5: (-1+0j)**2 = 1 (numpy exactly, torch/jax via exp-log, 2.4e-16 imaginary)
     res = scm.pow(arr([complex(-1, 0)], C), 2.0)
     v = arr.np(res.value)
     assert not arr.np(res.bottom)[0]
@@ -758,7 +758,7 @@ def test_binary_grid_invariants(arr, op, dtype):
         assert not bad.any(), f"{op} differs from DAZ reference at {list(zip(x[bad], y[bad], strict=True))}"
 
 
-# DAZ for complex operands (SPEC §10 #1: every predicate and computation, every backend):
+# DAZ for complex operands (semantics §10 #1: every predicate and computation, every backend):
 # a part whose magnitude is below the smallest normal is a (signed) zero. JAX flushes
 # them on CPU, so without DAZ in the kernels the backends disagree (e.g. numpy
 # log(1e-320+0j) = -736.8 vs JAX ⊥; numpy sqrt(1e-320+0j) = 1e-160 vs JAX 0).

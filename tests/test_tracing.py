@@ -1,5 +1,5 @@
 """Every public array function under ``jax.jit`` and ``torch.compile(fullgraph=True)``
-gives results identical to eager (ARCHITECTURE rule 6), and a changed threshold takes
+gives results identical to eager (design rule 6), and a changed threshold takes
 effect between calls of the same jitted/compiled wrapper (no stale trace).
 
 numpy and array-api-strict have no tracing compiler; those parametrizations skip (a

@@ -1,4 +1,4 @@
-"""Projective tuples: target lifting, encode/decode, renormalisation (SPEC §2, §3).
+"""Projective tuples: target lifting, encode/decode, renormalisation (semantics §2, §3).
 
 A value ``y`` is represented by a homogeneous tuple ``(N, D)`` with ``y = N / D``;
 ``D = 0`` represents bottom, and the sign of ``N`` then carries the orientation.
@@ -39,7 +39,7 @@ ORIENTATION_BELOW, ORIENTATION_NONE, ORIENTATION_ABOVE = -1, 0, 1
 BOTTOM_KIND_NONE, BOTTOM_KIND_FAULT, BOTTOM_KIND_SEMANTIC = 0, 1, 2
 
 # label → (Y_n for non-finite labels or None for "keep y", Y_d, mask_finite, mask_bottom,
-#          orientation, bottom_kind)                                     (SPEC §3.2)
+#          orientation, bottom_kind)                                     (semantics §3.2)
 _LABEL_TABLE: dict[str, tuple[float | None, float, bool, bool, int, int]] = {
     "finite": (None, 1.0, True, False, ORIENTATION_NONE, BOTTOM_KIND_NONE),
     "bottom": (1.0, 0.0, False, True, ORIENTATION_NONE, BOTTOM_KIND_SEMANTIC),
@@ -53,7 +53,7 @@ STATUS_LABELS: tuple[str, ...] = tuple(_LABEL_TABLE)
 
 
 class SemanticTargets(NamedTuple):
-    """Lifted targets with per-element status (SPEC §3.2)."""
+    """Lifted targets with per-element status (semantics §3.2)."""
 
     Y_n: Array
     Y_d: Array
@@ -139,7 +139,7 @@ def _flatten_labels(labels: object) -> tuple[list[str], tuple[int, ...]]:
 
 
 def lift_semantic_targets(y: Array, status_labels: object) -> SemanticTargets:
-    """Lift targets with per-element status labels (SPEC §3.2).
+    """Lift targets with per-element status labels (semantics §3.2).
 
     Labels: ``finite`` → ``(y, 1)``; ``bottom``/``domain_invalid`` → ``(1, 0)``
     semantic; ``censored_below`` → ``(-1, 0)``; ``censored_above`` → ``(+1, 0)``;

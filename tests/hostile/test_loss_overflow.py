@@ -5,7 +5,7 @@ Inputs are drawn (seeded) log-uniformly over the whole finite range of each floa
 ±smallest normal, ±smallest subnormal, ±1, in float16, bfloat16, float32, float64,
 complex64 and complex128 (skipped where the library lacks the dtype: numpy has no
 bfloat16, array-api-strict no float16/bfloat16). Expected values are computed here
-independently, element by element, with mpmath at 160 bits from the SPEC formulas and
+independently, element by element, with mpmath at 160 bits from the semantics formulas and
 the documented saturation rule (``zpml_core.losses`` docstring: each element at most
 ``S``; ``implicit_loss`` exact below ``S/2^14``, saturated in ``[S/2^14, S]`` above),
 with a rounding bound derived from the dtype's epsilon. Gradients (torch, JAX): never

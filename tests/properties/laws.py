@@ -1,7 +1,7 @@
 """Reusable SCM properties: each law takes the hypothesis ``data`` object, the namespace
 ``xp`` and the op(s) under test, so the same code checks the real ops and planted copies.
 
-Oracles are written in numpy from SPEC §1.2 with decision §10 #1 (DAZ: an operand with
+Oracles are written in numpy from semantics §1.2 with decision §10 #1 (DAZ: an operand with
 ``|x| < smallest_normal`` counts as a signed zero in every predicate and computation).
 """
 
@@ -40,12 +40,12 @@ ALL_OPS = (*BINARY, *UNARY, "pow")
 SCM_OPS: dict[str, Callable[..., SCMArray]] = {n: getattr(scm, n) for n in ALL_OPS}
 
 #: value tolerance (ulps) against the numpy IEEE oracle: correctly rounded ops exact,
-#: libm functions a few ulps (SPEC §0, §9 #8: backends differ by 1–2 ulp)
+#: libm functions a few ulps (semantics §0, §9 #8: backends differ by 1–2 ulp)
 ORACLE_ULPS = {
     "add": 0, "sub": 0, "mul": 0, "div": 0, "inv": 0, "neg": 0,
     "sqrt": 1, "exp": 4, "log": 4, "sin": 4, "cos": 4, "tan": 4, "pow": 4,
 }
-#: exact exp overflow borders (SPEC §1.2 notes; bfloat16: exp(88.5) is finite, exp(89) not)
+#: exact exp overflow borders (semantics §1.2 notes; bfloat16: exp(88.5) is finite, exp(89) not)
 EXP_MAX = {"float64": 709.782712893384, "float32": 88.72283172607422, "float16": 11.0859375,
            "bfloat16": 88.5}
 
@@ -240,7 +240,7 @@ def draw_call(
 
 
 # ---------------------------------------------------------------------------------------
-# numpy oracle (SPEC §1.2 + DAZ)
+# numpy oracle (semantics §1.2 + DAZ)
 
 
 def consts(dtype: Any) -> tuple[Any, Any, Any]:
@@ -261,7 +261,7 @@ def daz(a: np.ndarray) -> np.ndarray:
 
 
 def base_bottom(call: Call) -> np.ndarray:
-    """``B0``: masks and non-finite operands, broadcast (SPEC §1.2)."""
+    """``B0``: masks and non-finite operands, broadcast (semantics §1.2)."""
     arrs = [np.asarray(a) for a in call.np_args]
     shape = np.broadcast_shapes(*(a.shape for a in arrs))
     b = np.zeros(shape, dtype=bool)
@@ -274,7 +274,7 @@ def base_bottom(call: Call) -> np.ndarray:
 
 
 def oracle(call: Call) -> tuple[np.ndarray, np.ndarray]:
-    """(value, bottom) the SPEC prescribes, computed in numpy in the operands' dtype."""
+    """(value, bottom) the semantics prescribes, computed in numpy in the operands' dtype."""
     name = call.name
     x = np.asarray(call.np_args[0])
     dt = x.dtype
@@ -351,7 +351,7 @@ def log2_ratio(a: Any, b: Any, power: int = 1) -> np.ndarray:
 def div_overflow_band(call: Call) -> np.ndarray:
     """Where ``|x|/(y·y)`` lies within a few ulps of ``max``: DEVIATIONS.md §2 decides ⊥
     there by the guard ``|x| > fl(y·y)·ovf`` (``ovf = max·(1 − 2·eps)``) instead of the
-    exact SPEC §1.2 probe, so SPEC-oracle mask comparisons exclude the band."""
+    exact semantics §1.2 probe, so semantics-oracle mask comparisons exclude the band."""
     x, y = (np.asarray(a) for a in call.np_args)
     band = near_overflow(log2_ratio(x, y, 2), x.dtype)
     return np.broadcast_to(band, base_bottom(call).shape)
@@ -359,8 +359,8 @@ def div_overflow_band(call: Call) -> np.ndarray:
 
 def pow_boundary_band(call: Call) -> np.ndarray:
     """Elements whose ``|x|**e`` lies within a few ulps of the overflow border: there the
-    libm of each library decides ⊥ (SPEC §10 #2 keeps result-finiteness for pow), so
-    cross-library mask comparisons exclude them (PITFALLS §1.D.16)."""
+    libm of each library decides ⊥ (semantics §10 #2 keeps result-finiteness for pow), so
+    cross-library mask comparisons exclude them (libm differences in the last ulp)."""
     x = np.asarray(call.np_args[0])
     e = np.asarray(call.np_args[1], dtype=x.dtype)
     fi = np.finfo(x.dtype)
@@ -403,7 +403,7 @@ def check_absorption(call: Call, r: SCMArray) -> None:
 
 
 def check_oracle(call: Call, r: SCMArray, backend_name: str) -> None:
-    """Masks equal the SPEC §1.2 predicate (with DAZ) exactly; values equal the IEEE
+    """Masks equal the semantics §1.2 predicate (with DAZ) exactly; values equal the IEEE
     result on DAZ'd operands within ``ORACLE_ULPS``; signed zeros agree."""
     name = call.name
     ev, eb = oracle(call)
@@ -417,7 +417,7 @@ def check_oracle(call: Call, r: SCMArray, backend_name: str) -> None:
         event(f"{name}: elements at the overflow border excluded")
         av, ab = np.where(band, ev, av), np.where(band, eb, ab)
     assert_scm_equal((av, ab), (ev, eb), ulps=ORACLE_ULPS[name],
-                     msg=f"{name}: result differs from the SPEC oracle (expected)")
+                     msg=f"{name}: result differs from the semantics oracle (expected)")
 
 
 def check_matches_numpy(call: Call, r: SCMArray, fn: Callable[..., SCMArray],
@@ -458,7 +458,7 @@ def spec_oracle(data: Any, xp: Any, name: str, fn: Callable[..., SCMArray]) -> N
 
 
 def contract(data: Any, xp: Any, name: str, fn: Callable[..., SCMArray]) -> None:
-    """Three properties on one draw: bottom absorption, the SPEC oracle, and differential
+    """Three properties on one draw: bottom absorption, the semantics oracle, and differential
     fuzzing against the numpy backend (skipped on numpy itself)."""
     call = draw_call(data, xp, name)
     r = call(fn)
@@ -501,7 +501,7 @@ def check_signed_zeros(call: Call, r: SCMArray) -> None:
     """Signed zeros follow IEEE on DAZ'd operands: ``neg(±0) = ∓0``, ``sqrt(-0.0) = -0.0``,
     ``mul``/``div`` zero signs are the xor of the operand signs, ``(-0.0)**3 = -0.0``,
     ``sin/tan(±0) = ±0``, subnormals behave as the zero of their sign; the whole result
-    equals the SPEC oracle."""
+    equals the semantics oracle."""
     name = call.name
     ev, eb = oracle(call)
     av, ab = to_numpy(r.value), to_numpy(r.bottom)
@@ -514,7 +514,7 @@ def check_signed_zeros(call: Call, r: SCMArray) -> None:
         band = div_overflow_band(call)
         av, ab = np.where(band, ev, av), np.where(band, eb, ab)
     assert_scm_equal((av, ab), (ev, eb), ulps=ORACLE_ULPS[name],
-                     msg=f"{name} on zero-heavy operands differs from the SPEC oracle")
+                     msg=f"{name} on zero-heavy operands differs from the semantics oracle")
 
 
 def signed_zero_rules(data: Any, xp: Any, name: str, fn: Callable[..., SCMArray]) -> None:
@@ -598,7 +598,7 @@ def _normal_reciprocal(y: np.ndarray) -> np.ndarray:
     """Where ``1/y`` (exact IEEE, computed in numpy) is a normal number or ``y`` is not
     finite. Elsewhere the reciprocal of a finite ``y`` is subnormal: ``mul`` counts it as a
     signed zero (decision #1) and JAX flushes it already in ``inv`` (underflow is not ⊥,
-    SPEC §1.1), so a product with it is 0 by design."""
+    semantics §1.1), so a product with it is 0 by design."""
     tiny = consts(y.dtype)[0]
     with np.errstate(all="ignore"):
         return ~np.isfinite(y) | (np.abs(np.ones((), y.dtype) / y) >= tiny)
@@ -607,7 +607,7 @@ def _normal_reciprocal(y: np.ndarray) -> np.ndarray:
 def mul_inv_is_one(data: Any, xp: Any, ops: Mapping[str, Any] | None = None) -> None:
     """``mul(x, inv(x))`` is 1 within 1 ulp wherever ``inv(x)`` is not bottom.
 
-    Domain (decision #1, SPEC §10): ``inv(x)`` for ``|x| > 1/tiny`` is a *subnormal*
+    Domain (decision #1, semantics §10): ``inv(x)`` for ``|x| > 1/tiny`` is a *subnormal*
     number (or 0 where the library flushes), which ``mul`` treats as a signed zero, so
     there the product is 0 by design; those elements are excluded (``inv`` of a
     subnormal ``x`` is already ⊥)."""
@@ -682,7 +682,7 @@ def sub_is_add_neg(data: Any, xp: Any, ops: Mapping[str, Any] | None = None) -> 
 
 def div_is_mul_inv(data: Any, xp: Any, ops: Mapping[str, Any] | None = None) -> None:
     """``div(x, y)`` equals ``mul(x, inv(y))`` within 2 ulps where both are defined, and
-    the tiny-y rule holds (SPEC §1.2 note, decision #1): for finite unmasked operands
+    the tiny-y rule holds (semantics §1.2 note, decision #1): for finite unmasked operands
     ``div`` is bottom iff ``|y| < 2**(emin/2)`` (``y·y`` below the smallest normal) or
     ``|x|/(y·y)`` overflows, while ``inv(y)`` is defined down to the smallest normal.
 

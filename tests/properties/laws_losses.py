@@ -1,4 +1,4 @@
-"""Reusable properties of the training losses (SPEC §5).
+"""Reusable properties of the training losses (semantics §5).
 
 Each law takes the hypothesis ``data`` object, the namespace ``xp`` and optionally the
 loss under test (so planted copies can be checked with the same code).
@@ -234,7 +234,7 @@ def margin_zero_above_tau(data: Any, xp: Any, margin: Any = None) -> None:
     note_reproduction(margin, q.value, tau, mask, reduction=red)
     val = _scalar(margin(q.value, tau, mask, reduction=red))
     if nonfinite.any():
-        return  # NaN in a counted element propagates by definition (SPEC §5.2)
+        return  # NaN in a counted element propagates by definition (semantics §5.2)
     assert np.isfinite(val) and val >= 0, f"margin_loss = {val!r}"
     if not below.any():
         assert val == 0.0, f"margin_loss = {val!r} although every |Q| >= tau = {tau}"

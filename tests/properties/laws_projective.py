@@ -1,4 +1,4 @@
-"""Reusable properties of the projective helpers (SPEC §2, §3) and strict inference (§4).
+"""Reusable properties of the projective helpers (semantics §2, §3) and strict inference (§4).
 
 Each law takes the hypothesis ``data`` object, the namespace ``xp`` and (optionally) the
 functions under test, so planted copies can be checked with the same code.
@@ -136,7 +136,7 @@ def lift_decode_identity(data: Any, xp: Any, lift: Any = projective.lift_targets
                          decode: Any = projective.decode) -> None:
     """``decode(*lift_targets(y))`` is ``y`` for finite targets — bit for bit, signed
     zeros kept; a subnormal ``y`` gives the zero of its sign (decision #1) — and bottom
-    for ±inf/NaN. ``lift_targets`` itself follows SPEC §3.1 (``-inf → (-1, 0)``)."""
+    for ±inf/NaN. ``lift_targets`` itself follows semantics §3.1 (``-inf → (-1, 0)``)."""
     dt = data.draw(st.sampled_from(dtypes(xp)), label="dtype")
     shape = data.draw(st.sampled_from(SMALL_SHAPES), label="shape")
     y = data.draw(_targets(xp, dt, shape), label="y")
@@ -227,7 +227,7 @@ def renormalize_unit_norm(data: Any, xp: Any, renormalize: Any = projective.reno
                           ) -> None:
     """``renormalize(N, D, gamma)`` is finite with norm ``h/(h + gamma)`` (``h = ‖(N, D)‖``)
     within a few eps, so unit norm within ``gamma/h`` — for every finite tuple, huge ones
-    included (overflow-safe norm, SPEC §10 #21). Domain for ``gamma = 0``: ``h`` of the
+    included (overflow-safe norm, semantics §10 #21). Domain for ``gamma = 0``: ``h`` of the
     DAZ'd tuple at least the smallest normal (``(0, 0)/0`` is NaN by definition)."""
     n, d, nn, dn = draw_tuple(data, xp, allow_nonfinite=False)
     gamma = data.draw(st.sampled_from(GAMMAS), label="gamma")
@@ -283,7 +283,7 @@ def renormalize_scale_invariance(data: Any, xp: Any,
 
 
 # ---------------------------------------------------------------------------------------
-# lift_semantic_targets (SPEC §3.2)
+# lift_semantic_targets (semantics §3.2)
 
 _TABLE = {  # label → (Y_n or None (= y), Y_d, finite, bottom, orientation, kind)
     "finite": (None, 1.0, True, False, 0, 0),
@@ -303,7 +303,7 @@ def _labelled(xp: Any, dtype: str, shape: tuple[int, ...]) -> Any:
 
 def semantic_targets_table(data: Any, xp: Any,
                            lift: Any = projective.lift_semantic_targets) -> None:
-    """``lift_semantic_targets`` follows the SPEC §3.2 table element by element."""
+    """``lift_semantic_targets`` follows the semantics §3.2 table element by element."""
     dt = data.draw(st.sampled_from(dtypes(xp)), label="dtype")
     shape = data.draw(st.sampled_from(SMALL_SHAPES), label="shape")
     y, labels = data.draw(_labelled(xp, dt, shape), label="(y, labels)")
@@ -328,12 +328,12 @@ def semantic_targets_table(data: Any, xp: Any,
         g = to_numpy(got)
         assert g.shape == want.shape, (what, g.shape, want.shape)
         if not np.array_equal(g.astype(want.dtype), want):
-            _fail(f"lift_semantic_targets: {what} differs from SPEC §3.2", g != want,
+            _fail(f"lift_semantic_targets: {what} differs from semantics §3.2", g != want,
                   ("got", g), ("expected", want), ("label", flat.reshape(shape)))
 
 
 # ---------------------------------------------------------------------------------------
-# strict inference (SPEC §4.2)
+# strict inference (semantics §4.2)
 
 # thresholds are static (jit) arguments: few values, few compilations
 TAUS = (1e-6, 1e-3)
@@ -353,7 +353,7 @@ def _p_shape(q_shape: tuple[int, ...], extra: bool) -> tuple[int, ...]:
 def strict_inference_invariants(data: Any, xp: Any, infer: Any = strict_inference) -> None:
     """``bottom == fault | semantic``; ``decoded`` is NaN exactly at bottom (expanded to
     P's shape) and ``daz(P)/Q`` elsewhere; ``gap`` never overlaps bottom and is exactly
-    the band ``tau_infer ≤ |Q| < tau_train``; masks equal the SPEC §4.2 predicates
+    the band ``tau_infer ≤ |Q| < tau_train``; masks equal the semantics §4.2 predicates
     (``semantic = |Q| < max(tau_infer, tiny)`` in Q's dtype, ``fault = ¬fin(Q) |
     any(¬fin(P)) | any(¬fin(P/Q))``); provenance is ``fault + 2·semantic``."""
     dt = data.draw(st.sampled_from(dtypes(xp)), label="dtype")
@@ -404,7 +404,7 @@ def strict_inference_invariants(data: Any, xp: Any, infer: Any = strict_inferenc
     fault_o = np.where(border, fault, fault_o)
     for got, want, what in ((semantic, sem_o, "semantic"), (fault, fault_o, "fault")):
         if not np.array_equal(got, want):
-            _fail(f"{what} mask differs from SPEC §4.2", got != want, ("Q", qn),
+            _fail(f"{what} mask differs from semantics §4.2", got != want, ("Q", qn),
                   ("got", got), ("expected", want))
     bot_e = expand(bottom)
     nan_bad = np.isnan(decoded) != bot_e
@@ -418,7 +418,7 @@ def strict_inference_invariants(data: Any, xp: Any, infer: Any = strict_inferenc
     else:
         gap_o = np.zeros(qn.shape, dtype=bool)
     if not np.array_equal(gap, gap_o):
-        _fail("gap mask differs from SPEC §4.2", gap != gap_o, ("Q", qn), ("gap", gap))
+        _fail("gap mask differs from semantics §4.2", gap != gap_o, ("Q", qn), ("gap", gap))
     if not np.array_equal(prov, fault.astype(prov.dtype) + 2 * semantic.astype(prov.dtype)):
         _fail("bottom_provenance != fault + 2*semantic", np.ones(prov.shape, bool),
               ("prov", prov))

@@ -49,7 +49,7 @@ def sqrt_subnormal_bottom(x: Any, *, mask: Any = None) -> SCMArray:
 def div_without_tiny_y_rule(x: Any, y: Any, *, mask_x: Any = None,
                             mask_y: Any = None) -> SCMArray:
     """Planted: ``div`` is ⊥ only for ``|y| < tiny``; the tiny-y rule (``y·y`` below the
-    smallest normal, SPEC §1.2 note) is forgotten, so ``div(1, 2**-600)`` is defined."""
+    smallest normal, semantics §1.2 note) is forgotten, so ``div(1, 2**-600)`` is defined."""
     r = scm.div(x, y, mask_x=mask_x, mask_y=mask_y)
     xp = namespace(r.value)
     ay = xp.abs(y)

@@ -1,4 +1,4 @@
-"""Loss properties on every backend, and differential fuzzing against numpy (SPEC §5)."""
+"""Loss properties on every backend, and differential fuzzing against numpy (semantics §5)."""
 
 from __future__ import annotations
 

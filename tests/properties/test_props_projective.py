@@ -1,4 +1,4 @@
-"""Projective helpers and strict inference: properties on every backend (SPEC §2–§4)."""
+"""Projective helpers and strict inference: properties on every backend (semantics §2–§4)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""SCM op properties on every backend (SPEC §1, decision §10 #1).
+"""SCM op properties on every backend (semantics §1, decision §10 #1).
 
-Per op: the contract (bottom absorption, the SPEC oracle — masks exact, values within
+Per op: the contract (bottom absorption, the semantics oracle — masks exact, values within
 ulps — and differential fuzzing against the numpy backend, all on one draw), DAZ
 invariance, signed-zero rules and broadcasting. Meadow laws on the finite part: commutativity, ``x·x⁻¹ = 1``,
 involutions, ``x − y = x + (−y)``, ``x / y = x · y⁻¹`` with the tiny-y rule.

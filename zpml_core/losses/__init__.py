@@ -1,4 +1,4 @@
-"""SCM training losses (SPEC §5), written once against the array API.
+"""SCM training losses (semantics §5), written once against the array API.
 
 Every loss returns a 0-d array of the input's library (no ``.item()``, no host sync, no
 data-dependent shapes), so it runs eagerly and under ``jax.jit`` /

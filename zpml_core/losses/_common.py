@@ -57,8 +57,8 @@ def threshold_or_array(name: str, value: object, *, xp: Namespace,
     """A threshold given as a Python real (validated, → ``(v, None)``) or as a 0-d real
     array (→ ``(0.0, array in like's real dtype)``).
 
-    Array thresholds let a jitted caller schedule the value without retracing (PITFALLS
-    C.10); their value is not range-checked (that would need a host sync).
+    Array thresholds let a jitted caller schedule the value without retracing (scheduled
+    thresholds); their value is not range-checked (that would need a host sync).
     """
     if not _xp.is_array(value) or isinstance(value, numbers.Real):
         return threshold(name, value), None

@@ -1,4 +1,4 @@
-"""Coverage and rejection signals, SPEC §5.4–5.5 (with decisions #11, #12)."""
+"""Coverage and rejection signals, semantics §5.4–5.5 (with decisions #11, #12)."""
 
 from __future__ import annotations
 
@@ -140,7 +140,7 @@ def soft_coverage_loss(Q: Array, tau: float, temperature: float, target: float,
 
     ``mode`` must be ``"under"`` (penalise coverage below ``target``); ``tau`` finite
     ``≥ 0``; ``temperature`` finite ``> 0``; ``target`` finite in ``[0, 1]`` — all
-    ``ValueError``. No defaults for ``tau``/``temperature``/``target`` (SPEC §5.5).
+    ``ValueError``. No defaults for ``tau``/``temperature``/``target`` (semantics §5.5).
     The value has ``Q``'s (real) dtype; ``tau`` beyond the dtype's range acts as
     ``finfo.max``, ``temperature`` below its smallest normal as the smallest normal.
     An empty ``Q`` gives 0.

@@ -1,4 +1,4 @@
-"""Implicit (cross-product) fit loss, SPEC §5.1."""
+"""Implicit (cross-product) fit loss, semantics §5.1."""
 
 from __future__ import annotations
 

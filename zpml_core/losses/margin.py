@@ -1,4 +1,4 @@
-"""Denominator margin loss, SPEC §5.2."""
+"""Denominator margin loss, semantics §5.2."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Censored / finite separation losses, SPEC §5.6 (sync-free, decision #10)."""
+"""Censored / finite separation losses, semantics §5.6 (sync-free, decision #10)."""
 
 from __future__ import annotations
 

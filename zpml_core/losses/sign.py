@@ -1,4 +1,4 @@
-"""Projective sign-consistency loss, SPEC §5.3 (with decision #18)."""
+"""Projective sign-consistency loss, semantics §5.3 (with decision #18)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _unit(a: Array, b: Array, *, xp: Namespace, be: Backend, gamma: float, sqrt_
     (up to rounding).
 
     ``m`` (a stop-gradient constant) is ``max(s, sqrt(gamma))`` with ``s`` the largest
-    component magnitude (real/imaginary part for complex): the SPEC's scale ``s``
+    component magnitude (real/imaginary part for complex): the semantics' scale ``s``
     whenever ``s ≥ sqrt(gamma)``, and ``gamma/m² ≤ 1`` where ``s`` is tiny. ``sqrt_g = 0``
     (``gamma = 0``, or ``gamma`` below the square of the smallest normal): ``m = s``
     (``1`` where ``s = 0``) and ``q`` is floored at 1, which only changes the all-zero
@@ -33,7 +33,7 @@ def _unit(a: Array, b: Array, *, xp: Namespace, be: Backend, gamma: float, sqrt_
     bn = b / m
     q = _common.abs2(an, xp=xp) + _common.abs2(bn, xp=xp) if cplx else an * an + bn * bn
     if gamma > 0:
-        q = q + gamma / m / m  # as the SPEC rounds it
+        q = q + gamma / m / m  # as the semantics rounds it
     elif sqrt_g > 0:  # gamma itself is subnormal in this dtype: (sqrt(gamma)/m)²
         w = sqrt_g / m
         q = q + w * w

@@ -1,4 +1,4 @@
-"""``LossConfig`` and ``SCMTrainingLoss`` (SPEC §5.7): the combined training objective."""
+"""``LossConfig`` and ``SCMTrainingLoss`` (semantics §5.7): the combined training objective."""
 
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def _weight_items(loss_weights: object) -> dict[str, tuple[str, object]]:
 
 
 class SCMTrainingLoss:
-    """``fit + λ_margin·margin + λ_sign·sign + λ_rej·rejection`` (SPEC §5.7).
+    """``fit + λ_margin·margin + λ_sign·sign + λ_rej·rejection`` (semantics §5.7).
 
     ``loss_fn(fit_loss, P, Q, Y_n, Y_d, *, is_bottom=None, mask_finite=None,
     mask_singular=None, tau_train=None, loss_weights=None) → (total, breakdown)``:

@@ -1,4 +1,4 @@
-"""``TrainingConfig``: every knob of the training guide, validated as SPEC §7.1 says.
+"""``TrainingConfig``: every knob of the training guide, validated as semantics §7.1 says.
 
 Invalid values raise ``TypeError`` (wrong kind: bool for a number, str, non-callable
 hook, ...) or ``ValueError`` (out of range); every message names the argument.
@@ -108,7 +108,7 @@ def _policy(value: object) -> Any:
 
 @dataclass
 class TrainingConfig:
-    """Configuration of :class:`~zpml_core.training.SCMTrainer` (SPEC §7.1).
+    """Configuration of :class:`~zpml_core.training.SCMTrainer` (semantics §7.1).
 
     ======================================  ==============================================
     ``max_epochs`` (1)                      int ≥ 1

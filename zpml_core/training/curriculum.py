@@ -1,4 +1,4 @@
-"""Per-epoch loss-weight schedules (SPEC §8)."""
+"""Per-epoch loss-weight schedules (semantics §8)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 The loop — tau sampling, batch preparation, gradient-accumulation bookkeeping, the NaN
 guard, logging, validation aggregation, early stopping, checkpoint metadata — lives in
 ``zpml_core.training.trainer`` and is written once. A backend adapter contributes only
-what needs its framework (ARCHITECTURE rule 3): forward + loss + gradients + optimizer
+what needs its framework (design rule 3): forward + loss + gradients + optimizer
 update, device moves, serialisation of parameters and optimizer state.
 
 An adapter exposes it through ``Backend.training()`` returning a :class:`TrainingSupport`;

@@ -1,4 +1,4 @@
-"""How the trainer calls a loss (SPEC §7.2, §10 #13/#14), shared by every backend step.
+"""How the trainer calls a loss (semantics §7.2, §10 #13/#14), shared by every backend step.
 
 A plain callable is called as ``loss_fn(outputs, (Y_n, Y_d), **kw)`` and must return a
 scalar (a non-0-d result is averaged). ``kw`` holds the keywords its signature accepts
@@ -129,7 +129,7 @@ class _SCMAdapter:
 
 
 class LossCaller:
-    """Bind a user loss once (signature introspection at construction, SPEC §7.2)."""
+    """Bind a user loss once (signature introspection at construction, semantics §7.2)."""
 
     def __init__(self, loss_fn: Callable[..., Any]) -> None:
         if not callable(loss_fn):
@@ -155,7 +155,7 @@ class LossCaller:
                 if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
             }
             accepts = names & set(LOSS_KEYWORDS)
-        # SPEC §10 #14: a positional parameter named like a keyword the trainer passes
+        # semantics §10 #14: a positional parameter named like a keyword the trainer passes
         positional = [
             p
             for p in params

@@ -153,7 +153,7 @@ def _reduce_rows(mask: Array, *, xp: Namespace) -> Array:
 
 
 def per_sample_bottom(outputs: Any, tau: Any, *, xp: Namespace) -> Array | None:
-    """Trainer coverage mask (SPEC §7.3): for ``(P, Q)`` outputs ``¬fin(Q) | |Q| < tau``;
+    """Trainer coverage mask (semantics §7.3): for ``(P, Q)`` outputs ``¬fin(Q) | |Q| < tau``;
     for a single array output ``¬fin(out)``; None for anything else (coverage 1)."""
     q = denominator(outputs)
     if q is not None:
@@ -176,7 +176,7 @@ def batch_metrics(loss: Array, outputs: Any, tau: Any, *, xp: Namespace) -> tupl
     """The ``RAW_KEYS`` statistics of one batch (see :func:`finish_metrics`).
 
     ``loss`` is reduced with ``mean`` if it is not 0-d. Coverage is per sample
-    (SPEC §7.3; differs from ``losses.coverage``): a row is covered when every ``Q`` of
+    (semantics §7.3; differs from ``losses.coverage``): a row is covered when every ``Q`` of
     it is finite with ``|Q| >= tau``. The denominator statistics are the count, minimum
     and sum of the finite ``|Q|`` values (0, +inf, 0 when the outputs are not a
     ``(P, Q)`` tuple). About ten ops and no casts: it runs on every eager torch step.

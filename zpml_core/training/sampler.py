@@ -1,7 +1,7 @@
-"""Threshold perturbation and singularity-aware sampling (SPEC §8).
+"""Threshold perturbation and singularity-aware sampling (semantics §8).
 
 ``perturbed_threshold`` draws the per-step training threshold from an explicit, seedable
-``numpy.random.Generator`` (SPEC §10 #17; the reference used torch's global RNG). The
+``numpy.random.Generator`` (semantics §10 #17; the reference used torch's global RNG). The
 sampler formulas are array-API kernels; the sampler keeps its state as numpy arrays on
 the host, because drawing indices happens there.
 """
@@ -73,7 +73,7 @@ def ema_update(prev: Array, cur: Array, gamma: float = 0.1) -> Array:
 
 def sampling_weights(p: Array, bottom: Array | None = None, *, alpha: float = 1.0, s_min: float = 0.1) -> Array:
     """``max(s_min, 1 + alpha·|p − bottom|)`` (``bottom`` None → 0; a bool mask is cast to
-    ``p``'s dtype, SPEC §10 #26)."""
+    ``p``'s dtype, semantics §10 #26)."""
     xp = _xp.namespace(p, bottom)
     a = _xp.check_real("alpha", alpha)
     s = _xp.check_real("s_min", s_min)

@@ -1,4 +1,4 @@
-"""``SCMTrainer``: the one training loop (SPEC §7.3), shared by every backend.
+"""``SCMTrainer``: the one training loop (semantics §7.3), shared by every backend.
 
 The loop is written once here; the backend adapter supplies the step
 (:mod:`zpml_core.training.engine`):
@@ -130,7 +130,7 @@ def select_training_support(model: Any, optimizer: Any, backend: str | None = No
 
 
 class SCMTrainer(CheckpointMixin):
-    """Reference training loop for SCM models (SPEC §7.3; see the module docstring).
+    """Reference training loop for SCM models (semantics §7.3; see the module docstring).
 
     ``fit()`` runs until ``config.max_epochs``, ``fit(epochs=k)`` exactly ``k`` more
     epochs (fewer only if coverage early stopping triggers); both return the train

@@ -194,7 +194,7 @@ def metric_log_record(
     context: Mapping[str, Any] | None = None,
     record_type: str = "metric",
 ) -> dict[str, Any]:
-    """Build one ``zeroproofml.metric_log`` v1 record (SPEC §7.4).
+    """Build one ``zeroproofml.metric_log`` v1 record (semantics §7.4).
 
     Metric values are converted with :func:`to_jsonable`; every metric key that is not a
     reserved key is mirrored at the top level. ``phase`` and ``record_type`` must be
