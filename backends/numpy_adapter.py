@@ -38,7 +38,7 @@ class NumpyBackend(QuietKernels, Backend):
 
             # the error state QuietKernels gives every kernel, held around all blocks
             with np.errstate(all="ignore"):
-                return run_blocked(kernel, args, kwargs)
+                return _zero_d_arrays(run_blocked(kernel, args, kwargs), np)
 
         self._blocked[kernel] = blocked
         return blocked
@@ -52,3 +52,13 @@ class NumpyBackend(QuietKernels, Backend):
         import numpy as np
 
         return np.asarray(x)
+
+
+def _zero_d_arrays(out: Any, np: Any) -> Any:
+    """numpy ufuncs return numpy scalars for 0-d operands; the API returns arrays (0-d
+    ``ndarray`` outputs, as every other library)."""
+    if isinstance(out, tuple):
+        return tuple(_zero_d_arrays(o, np) for o in out)
+    if isinstance(out, np.generic):
+        return np.asarray(out)
+    return out

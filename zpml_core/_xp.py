@@ -206,17 +206,18 @@ def namespace(*arrays: object, names: Sequence[str] | None = None) -> Namespace:
     """
     xp: Namespace = None
     first: object = None
+    first_name: str | None = None
     for i, a in enumerate(arrays):
         if a is None or is_py_scalar(a):
             continue
-        ns = _namespace_of(a, names[i] if names is not None and i < len(names) else None)
+        name = names[i] if names is not None and i < len(names) else None
+        ns = _namespace_of(a, name)
         if xp is None:
-            xp, first = ns, a
+            xp, first, first_name = ns, a, name
         elif ns is not xp:
-            raise TypeError(
-                "arrays from different libraries cannot be mixed in one call: "
-                f"got {_type_name(first)} and {_type_name(a)}"
-            )
+            what = (f"{first_name} is {_type_name(first)} and {name} is {_type_name(a)}"
+                    if first_name and name else f"got {_type_name(first)} and {_type_name(a)}")
+            raise TypeError(f"arrays from different libraries cannot be mixed in one call: {what}")
     if xp is None:
         import array_api_compat.numpy as np_xp
 

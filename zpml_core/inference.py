@@ -132,7 +132,8 @@ class InferenceResult(tuple):
     def bottom_provenance(self) -> Array:
         xp = _xp.namespace(self.fault_mask)
         it = _xp.default_int(xp, _xp.device(self.fault_mask))
-        return xp.astype(self.fault_mask, it) + 2 * xp.astype(self.semantic_bottom_mask, it)
+        prov = xp.astype(self.fault_mask, it) + 2 * xp.astype(self.semantic_bottom_mask, it)
+        return _xp.as_input(xp, prov)  # numpy: a 0-d array, not a numpy scalar
 
     def __repr__(self) -> str:
         return (

@@ -50,7 +50,8 @@ PUBLIC: list[Public] = [
     Public("scm.log[mask]", ("x", "mask"), lambda x, m: scm.log(x, mask=m), bool_args=("mask",)),
     Public("lift_targets", ("y",), lift_targets),
     Public("lift_semantic_targets", ("y",),
-           lambda y: lift_semantic_targets(y, ["finite"] * int(y.shape[0]))),
+           lambda y: lift_semantic_targets(
+               y, "finite" if y.ndim == 0 else ["finite"] * int(y.shape[0]))),
     Public("encode", ("value", "bottom"), encode, bool_args=("bottom",)),
     Public("decode", ("N", "D"), decode),
     Public("renormalize", ("N", "D"), renormalize),

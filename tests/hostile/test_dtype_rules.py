@@ -273,3 +273,32 @@ def test_numpy_bool_scalar_is_not_a_number():
 
     with pytest.raises(TypeError, match="tau_infer"):
         InferenceConfig(tau_infer=np.True_)
+
+
+def _outputs(result):
+    """Every array in a public function's result (tuples, NamedTuples, InferenceResult's
+    extra masks, the breakdown dict of SCMTrainingLoss)."""
+    if isinstance(result, dict):
+        for v in result.values():
+            yield from _outputs(v)
+    elif isinstance(result, tuple):
+        for v in result:
+            yield from _outputs(v)
+        for extra in ("fault_mask", "semantic_bottom_mask", "bottom_provenance"):
+            if hasattr(result, extra):
+                yield getattr(result, extra)
+    else:
+        yield result
+
+
+@pytest.mark.parametrize("public", PUBLIC, ids=lambda p: p.name)
+def test_zero_d_inputs_give_arrays_of_the_library(xp, public):
+    """0-d inputs give arrays of the input's library (numpy ufuncs would return numpy
+    scalars such as ``np.False_``)."""
+    array_type = type(xp.asarray(1.0))
+    inputs = {k: xp.reshape(v, ()) if v.ndim else v for k, v in good(xp, public, n=1).items()}
+    outs = list(_outputs(call(public, inputs)))
+    assert outs
+    for o in outs:
+        assert isinstance(o, array_type), (public.name, type(o))
+        assert o.ndim == 0, (public.name, o.shape)

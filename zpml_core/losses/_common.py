@@ -76,30 +76,8 @@ def threshold_or_array(name: str, value: object, *, xp: Namespace,
 
 
 def namespace(names: Sequence[str], values: Sequence[object]) -> Namespace:
-    """``_xp.namespace(*values)``; on failure the ``TypeError`` names the argument(s)."""
-    try:
-        return _xp.namespace(*values)
-    except TypeError as exc:
-        first: tuple[str, Namespace, object] | None = None
-        for name, v in zip(names, values, strict=True):
-            if v is None or isinstance(v, (bool, int, float, complex)):
-                continue
-            try:
-                ns = _xp.namespace(v)
-            except TypeError:
-                raise TypeError(
-                    f"{name} must be an array (numpy, torch, jax, ...), got "
-                    f"{_xp._type_name(v)}"
-                ) from None
-            if first is None:
-                first = (name, ns, v)
-            elif ns is not first[1]:
-                raise TypeError(
-                    f"arrays from different libraries cannot be mixed in one call: "
-                    f"{first[0]} is {_xp._type_name(first[2])} and {name} is "
-                    f"{_xp._type_name(v)}"
-                ) from None
-        raise exc
+    """``_xp.namespace(*values)`` with the argument names (errors name the argument)."""
+    return _xp.namespace(*values, names=names)
 
 
 def float_arrays(xp: Namespace, names: Sequence[str], values: Sequence[object]) -> list[Array]:
