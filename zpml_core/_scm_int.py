@@ -1,17 +1,19 @@
 """SCM kernels for integer and bool operands (``add``, ``sub``, ``mul``, ``neg``).
 
 These ops keep the operands' dtype (the reference's no-promotion rule), and an overflow
-is bottom like every other non-representable result: the value wraps in two's
-complement, so the mask is decided by exact integer predicates instead of a finiteness
-test (``r`` is the wrapped result, ``MIN``/``MAX`` the dtype's range):
+is bottom like every other non-representable result. The mask is decided by exact
+integer predicates that never overflow themselves, and the value is computed on
+operands that are 0 at bottom, so no operation ever wraps (signed overflow is undefined
+behaviour in the C++ that compilers such as inductor generate). With ``MIN``/``MAX`` the
+dtype's range, ``y⁺ = max(y, 0)`` and ``y⁻ = min(y, 0)``:
 
-* signed ``x + y`` overflows ⟺ ``x`` and ``y`` have one sign and ``r`` the other:
-  ``((x ^ r) & (y ^ r)) < 0``; unsigned ⟺ ``r < x``;
-* signed ``x − y`` overflows ⟺ ``((x ^ y) & (x ^ r)) < 0``; unsigned ⟺ ``x < y``;
-* ``x · y`` overflows ⟺ ``x ∉ {0}`` and ``r`` is not ``x·y``, i.e.
-  ``r // x ≠ y`` or ``r % x ≠ 0`` (signed ``x = −1``: ⟺ ``y = MIN``, whose quotient
-  itself would overflow);
-* signed ``−x`` overflows ⟺ ``x = MIN``; unsigned ⟺ ``x ≠ 0``.
+* ``x + y`` overflows ⟺ ``x > MAX − y⁺`` or ``x < MIN − y⁻``;
+* ``x − y`` overflows ⟺ ``x > MAX + y⁻`` or ``x < MIN + y⁺`` (unsigned: ``x < y``);
+* ``x · y`` overflows ⟺ ``x ∉ [lo(y), hi(y)]`` with, for ``y > 0``,
+  ``lo = ⌈MIN/y⌉``, ``hi = ⌊MAX/y⌋``; for ``y < −1``, ``lo = ⌈MAX/y⌉``, ``hi = ⌊MIN/y⌋``;
+  for ``y = −1``, ``[−MAX, MAX]``; for ``y = 0`` never (floor division ``//`` and the
+  remainder ``%`` give the ceilings);
+* ``−x`` overflows ⟺ ``x = MIN`` (unsigned: ``x ≠ 0``).
 
 Bool operands: ``add`` is logical or, ``mul`` logical and (never bottom); ``sub`` and
 ``neg`` of bools are rejected by the public functions. The value at bottom is 0.
@@ -19,6 +21,7 @@ Bool operands: ``add`` is logical or, ``mul`` logical and (never bottom); ``sub`
 
 from __future__ import annotations
 
+from zpml_core import _xp
 from zpml_core._layout import ELEMENTWISE, layout
 from zpml_core._xp import Array, Namespace
 
@@ -35,15 +38,21 @@ def _masked(r: Array, overflow: Array, mx: Array | None, my: Array | None, *,
     return xp.where(bottom, xp.zeros_like(r), r), bottom
 
 
-def _mul_overflow(x: Array, y: Array, r: Array, *, xp: Namespace, signed: bool) -> Array:
-    if signed:
-        low = xp.iinfo(x.dtype).min
-        special = (x == 0) | (x == -1)
-        xs = xp.where(special, xp.ones_like(x), x)
-        wrong = (r // xs != y) | (r % xs != 0)
-        return (x != 0) & xp.where(x == -1, y == low, wrong)
-    xs = xp.where(x == 0, xp.ones_like(x), x)
-    return (x != 0) & ((r // xs != y) | (r % xs != 0))
+def _mul_overflow(x: Array, y: Array, *, xp: Namespace, low: Array, high: Array,
+                  signed: bool) -> Array:
+    one = xp.ones_like(y)
+    if not signed:
+        d = xp.where(y == 0, one, y)
+        return (y != 0) & (x > high // d)
+    d = xp.where((y == 0) | (y == -1), one, y)
+    q_max, r_max = high // d, high % d
+    q_min, r_min = low // d, low % d
+    ceil_min = xp.where(r_min != 0, q_min + 1, q_min)  # ⌈MIN/y⌉ for y > 0
+    ceil_max = xp.where(r_max != 0, q_max + 1, q_max)  # ⌈MAX/y⌉ for y < 0
+    pos, neg1 = y > 0, y == -1
+    lo = xp.where(pos, ceil_min, xp.where(neg1, -high, ceil_max))
+    hi = xp.where(pos, q_max, xp.where(neg1, high, q_min))
+    return (y != 0) & ((x < lo) | (x > hi))
 
 
 @layout(ELEMENTWISE)
@@ -53,22 +62,31 @@ def k_int_binary(x: Array, y: Array, mx: Array | None, my: Array | None, *, xp: 
     if x.dtype == xp.bool:
         r = (x | y) if op == "add" else (x & y)
         return _masked(r, xp.zeros_like(r), mx, my, xp=xp)
-    signed = xp.iinfo(x.dtype).min < 0
-    if op == "add":
-        r = x + y
-        overflow = (((x ^ r) & (y ^ r)) < 0) if signed else (r < x)
-    elif op == "sub":
-        r = x - y
-        overflow = (((x ^ y) & (x ^ r)) < 0) if signed else (x < y)
+    info = xp.iinfo(x.dtype)
+    signed = int(info.min) < 0
+    # the range as arrays of x's dtype (JAX cannot convert 2**64 - 1 as a Python int)
+    low = xp.asarray(info.min, dtype=x.dtype, device=_xp.device(x))
+    high = xp.asarray(info.max, dtype=x.dtype, device=_xp.device(x))
+    zero = xp.zeros_like(x)
+    if op == "mul":
+        overflow = _mul_overflow(x, y, xp=xp, low=low, high=high, signed=signed)
+    elif not signed:
+        overflow = (x > high - y) if op == "add" else (x < y)
     else:
-        r = x * y
-        overflow = _mul_overflow(x, y, r, xp=xp, signed=signed)
+        y_pos = xp.where(y > 0, y, zero)
+        y_neg = xp.where(y < 0, y, zero)
+        if op == "add":
+            overflow = (x > high - y_pos) | (x < low - y_neg)
+        else:
+            overflow = (x > high + y_neg) | (x < low + y_pos)
+    xs, ys = xp.where(overflow, zero, x), xp.where(overflow, xp.zeros_like(y), y)
+    r = xs + ys if op == "add" else (xs - ys if op == "sub" else xs * ys)
     return _masked(r, overflow, mx, my, xp=xp)
 
 
 @layout(ELEMENTWISE)
 def k_int_neg(x: Array, m: Array | None, *, xp: Namespace) -> tuple[Array, Array]:
     """``−x`` on an integer operand (bool is rejected by ``scm.neg``)."""
-    low = xp.iinfo(x.dtype).min
+    low = int(xp.iinfo(x.dtype).min)
     overflow = (x == low) if low < 0 else (x != 0)
-    return _masked(-x, overflow, m, None, xp=xp)
+    return _masked(-xp.where(overflow, xp.zeros_like(x), x), overflow, m, None, xp=xp)
