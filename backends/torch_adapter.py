@@ -45,6 +45,13 @@ class TorchBackend(Backend):
         dtypes = [getattr(a, "dtype", a) for a in arrays_or_dtypes]
         return functools.reduce(torch.promote_types, dtypes)
 
+    def array_namespace(self, x: Any) -> Any:
+        """``array_api_compat.torch`` for tensors (no torch import: a tensor implies it)."""
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(x, torch.Tensor):
+            return self.namespace()
+        return None
+
     def integer_arithmetic(self, dtype: Any) -> bool:
         """torch implements no arithmetic for uint16/uint32/uint64 (only storage)."""
         import torch

@@ -101,6 +101,13 @@ class Backend:
         """Type promotion of arrays and/or dtypes (the namespace's ``result_type``)."""
         return xp.result_type(*arrays_or_dtypes)
 
+    def array_namespace(self, x: Array) -> Namespace | None:
+        """The namespace of ``x`` if this adapter serves arrays of its type, else None.
+
+        Asked while a framework traces with guards (Dynamo), where array-api-compat's
+        cached type checks would be traced; the default defers to array-api-compat."""
+        return None
+
     def integer_arithmetic(self, dtype: Any) -> bool:
         """Whether the framework implements ``+ - * // %`` and negation on integer
         ``dtype`` (the integer SCM ops need them; torch lacks them for uint16/32/64)."""

@@ -154,7 +154,9 @@ def _namespace_of(a: object, name: str | None = None) -> Namespace:
     if ns is None:
         _check_array_type(a, name)
         try:
-            ns = array_api_compat.array_namespace(a)
+            # while tracing, the adapter that serves the array answers directly:
+            # array-api-compat's lru_cache'd helpers make Dynamo warn
+            ns = (_traced_namespace(a) if traced else None) or array_api_compat.array_namespace(a)
         except TypeError:
             raise TypeError(
                 f"{_what(name)} an array from an array-API library (numpy, torch, jax, ...) "
@@ -164,6 +166,16 @@ def _namespace_of(a: object, name: str | None = None) -> Namespace:
             _NS_BY_TYPE[t] = ns
     check_dtype(ns, a, name)
     return ns
+
+
+def _traced_namespace(a: object) -> Namespace | None:
+    from zpml_core._registry import registered_backends
+
+    for b in registered_backends().values():
+        ns = b.array_namespace(a)
+        if ns is not None:
+            return ns
+    return None
 
 
 def is_bool_scalar(value: object) -> bool:
@@ -226,6 +238,10 @@ def namespace(*arrays: object, names: Sequence[str] | None = None) -> Namespace:
 
 
 def device(x: Array) -> Any:
+    """The array's device (while Dynamo traces, the tensor's own ``.device``: compat's
+    helper runs lru_cache'd type checks that Dynamo warns about)."""
+    if tracing():
+        return x.device
     return array_api_compat.device(x)
 
 

@@ -54,6 +54,9 @@ def _run(args: list[str], env_extra: dict[str, str] | None = None) -> None:
     assert proc.returncode == 0 and lines and lines[-1].startswith("DONE 0"), (
         "\n".join(lines) + "\n--- stderr (tail) ---\n" + proc.stderr[-3000:]
     )
+    # a cold compile is also quiet: no warning reaches the user (e.g. Dynamo's about
+    # tracing array-api-compat's lru_cache'd helpers, or inductor's own)
+    assert "Warning" not in proc.stderr, proc.stderr[-3000:]
 
 
 def test_groups_cover_every_public_function() -> None:
