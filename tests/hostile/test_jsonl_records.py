@@ -282,6 +282,29 @@ def test_read_only_directory_fails_at_construction(tmp_path: Path, sub: str) -> 
         ro.chmod(0o700)
 
 
+@pytest.mark.parametrize("sub", ["zpml_m.jsonl", "zpml_dir/m.jsonl"])
+def test_read_only_filesystem_fails_at_construction(sub: str) -> None:
+    """The same class for any user, root included: sysfs refuses new files even to
+    root (the chmod test above cannot run as root, who ignores directory modes)."""
+    base = Path("/sys")
+    if not base.is_dir() or os.access(base, os.W_OK) and _can_create(base):
+        pytest.skip("no read-only filesystem at /sys on this machine")
+    path = base / sub
+    with pytest.raises(PermissionError) as ei:
+        JsonlLogger(path)
+    assert str(path) in str(ei.value)
+
+
+def _can_create(directory: Path) -> bool:
+    probe = directory / f"zpml_probe_{os.getpid()}"
+    try:
+        probe.touch()
+    except OSError:
+        return False
+    probe.unlink()
+    return True
+
+
 def test_training_config_with_unwritable_logger_never_starts(tmp_path: Path) -> None:
     from zpml_core.training import TrainingConfig
 
