@@ -287,7 +287,7 @@ def test_read_only_filesystem_fails_at_construction(sub: str) -> None:
     """The same class for any user, root included: sysfs refuses new files even to
     root (the chmod test above cannot run as root, who ignores directory modes)."""
     base = Path("/sys")
-    if not base.is_dir() or os.access(base, os.W_OK) and _can_create(base):
+    if not base.is_dir() or (os.access(base, os.W_OK) and _can_create(base)):
         pytest.skip("no read-only filesystem at /sys on this machine")
     path = base / sub
     with pytest.raises(PermissionError) as ei:
