@@ -106,8 +106,11 @@ def _scalar(value: Any) -> Any:
     return str(value)
 
 
-def _leaves(value: Any) -> Any:
-    """``tolist()`` output (nested lists, scalars of any kind) → JSON data."""
+_NOT_PLAIN = object()
+
+
+def _plain(value: Any) -> Any:
+    """``None``/``bool``/``str``/``int``/``float`` as JSON data, else ``_NOT_PLAIN``."""
     if value is None or isinstance(value, (bool, str)):
         return value
     t = type(value)
@@ -115,19 +118,23 @@ def _leaves(value: Any) -> Any:
         return value
     if t is float:
         return _float(value)
+    return _NOT_PLAIN
+
+
+def _leaves(value: Any) -> Any:
+    """``tolist()`` output (nested lists, scalars of any kind) → JSON data."""
+    plain = _plain(value)
+    if plain is not _NOT_PLAIN:
+        return plain
     if isinstance(value, (list, tuple)):  # tuples: records of structured arrays
         return [_leaves(v) for v in value]
     return _scalar(value)
 
 
 def _convert(value: Any, where: str, active: dict[int, str]) -> Any:
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    t = type(value)
-    if t is int:
-        return value
-    if t is float:
-        return _float(value)
+    plain = _plain(value)
+    if plain is not _NOT_PLAIN:
+        return plain
     if isinstance(value, (Mapping, list, tuple)):
         key = id(value)
         if key in active:
