@@ -33,6 +33,59 @@ class TorchBackend(Backend):
         """Eager kernels, fused with inductor for large inputs (see ``_torch_fuse``)."""
         return self._fuser(kernel)
 
+    fast_types = (("torch", "Tensor"),)
+
+    def fast(self, op: str, *args: Any) -> Any:
+        """Fused kernels (``zpml_backends._fused``) on zero-copy numpy views of plain CPU
+        tensors: exact type ``torch.Tensor`` (the caller checked the first operand),
+        strided, contiguous, real float32/float64, one dtype and shape for all operands,
+        no operand requiring grad, and nothing that could observe or transform the call
+        — not compiling, no functorch transform or forward-AD level, no torch function or
+        dispatch mode. Transcendental values come from torch's own in-place function on
+        the sanitised operand. ``None`` otherwise, and when numba is not installed."""
+        torch = sys.modules["torch"]
+        if torch.compiler.is_compiling():  # first: traced code touches no state
+            return None
+        fused = self._fused
+        if fused is None:
+            fused = self._fused = _load_fused()
+        if fused is False:
+            return None
+        x = args[0]
+        char = _FAST_DTYPES[x.dtype]
+        if char is None or not _fast_tensor(x):
+            return None
+        if (torch._C._are_functorch_transforms_active()
+                or torch.autograd.forward_ad._current_level >= 0
+                or torch._C._len_torch_function_stack() > 0
+                or torch._C._len_torch_dispatch_stack() > 0):
+            return None
+        if op == "strict" or len(args) == 2:
+            y = args[1]
+            if y.dtype is not x.dtype or y.shape != x.shape or not _fast_tensor(y):
+                return None
+            if op == "strict":
+                thr, tau, tau_train = args[2](self._consts(x.dtype))
+                if tau == 0.0:  # tau_infer underflows: the array-API path raises
+                    return None
+                res = fused.strict(char, x.numpy(), y.numpy(), thr, tau, tau_train)
+            elif op in fused.BINARY_OPS:
+                res = fused.binary(op, char, x.numpy(), y.numpy())
+            else:
+                return None
+        elif op in _TORCH_LIBRARY:
+            res = fused.unary(op, char, x.numpy(), _TORCH_LIBRARY[op])
+        elif op in fused.EXACT_UNARY_OPS:
+            res = fused.unary(op, char, x.numpy(), None)
+        else:
+            return None
+        return tuple(torch.from_numpy(r) for r in res)
+
+    _fused: Any = None
+
+    def _consts(self, dtype: Any) -> Any:
+        return _xp.consts(self.namespace(), dtype)
+
     def result_type(self, xp: Any, *arrays_or_dtypes: Any) -> Any:
         """``torch.promote_types`` over the dtypes: constant-folded by Dynamo (the
         namespace's ``result_type`` builds tensors for float16/bfloat16, a graph break).
@@ -139,6 +192,44 @@ class TorchBackend(Backend):
         from zpml_backends.torch_training import TorchTraining
 
         return TorchTraining()
+
+
+def _load_fused() -> Any:
+    """``zpml_backends._fused`` if numba is importable, else False (checked once)."""
+    from zpml_backends import _fused
+
+    return _fused if _fused.available() else False
+
+
+class _DtypeChars(dict[Any, "str | None"]):
+    """torch float32/float64 -> the fused kernels' dtype char (filled when torch is
+    first seen: a tensor implies torch is imported)."""
+
+    def __missing__(self, dtype: Any) -> str | None:
+        torch = sys.modules["torch"]
+        char = {torch.float32: "f", torch.float64: "d"}.get(dtype)
+        self[dtype] = char
+        return char
+
+
+_FAST_DTYPES = _DtypeChars()
+
+
+def _fast_tensor(t: Any) -> bool:
+    """A plain contiguous CPU tensor that needs no derivative (zero-copy ``numpy()``)."""
+    return bool(t.layout is sys.modules["torch"].strided and t.is_cpu
+                and not t.requires_grad and t.is_contiguous() and not t.is_neg())
+
+
+def _torch_inplace(name: str) -> Any:
+    def apply(a: Any) -> None:
+        getattr(sys.modules["torch"].from_numpy(a), name + "_")()
+    apply.__name__ = f"torch_{name}_"
+    return apply
+
+
+#: transcendental values from torch's own function (aten's sqrt is not correctly rounded)
+_TORCH_LIBRARY = {op: _torch_inplace(op) for op in ("log", "exp", "sin", "cos", "tan", "sqrt")}
 
 
 def _may_differentiate(x: Any) -> bool:

@@ -135,3 +135,17 @@ def assert_same_bits(actual: np.ndarray, expected: np.ndarray) -> None:
     assert eq.all(), f"values differ at {np.nonzero(~eq)}: {actual[~eq]} vs {expected[~eq]}"
     zero = (actual == 0) & (expected == 0)
     assert (np.signbit(actual[zero]) == np.signbit(expected[zero])).all(), "signed zeros differ"
+
+
+@pytest.fixture(scope="module")
+def no_fast_path() -> Any:
+    """Switch off the public ops' fused fast path (``zpml_core._fast``: numba kernels
+    of ``zpml-core[fast]``) for a module that tests the array-API path behind it
+    (numpy blocking, inductor fusion); ``tests/test_fused_kernels.py`` holds the two
+    paths bit-identical."""
+    from zpml_core import _registry
+
+    saved = dict(_registry._FAST)
+    _registry._FAST.clear()
+    yield
+    _registry._FAST.update(saved)

@@ -35,6 +35,12 @@ def _data(seed: int) -> np.ndarray:
 X, Y = _data(0), _data(1)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _inductor_path(no_fast_path: None) -> None:
+    """These tests hold inductor's fused path to eager: the numba fast path, which
+    would take the float32/float64 calls first, is off (``no_fast_path``)."""
+
+
 @pytest.fixture(scope="module")
 def backend():
     b = zpml_core.get_backend_by_name("torch")

@@ -108,6 +108,25 @@ class Backend:
         cached type checks would be traced; the default defers to array-api-compat."""
         return None
 
+    #: ``(module, qualname)`` of the array types :meth:`fast` accepts (exact types only)
+    fast_types: tuple[tuple[str, str], ...] = ()
+
+    def fast(self, op: str, *args: Any) -> Any:
+        """The fused fast path of a public op, or ``None`` to take the array-API path.
+
+        Called by the public ops *before* argument preparation when the first array
+        argument's exact type is in :attr:`fast_types` (``zpml_core._fast``), with
+        ``op`` one of ``add sub mul div`` (args ``x, y``), ``neg inv sqrt log exp sin
+        cos tan`` (``x``) or ``strict`` (``P, Q, thresholds``: a callable mapping
+        :class:`zpml_core._xp.FloatConsts` to ``(thr, tau, tau_train)``). An adapter
+        returns ``(value, bottom)`` — for ``strict`` ``(decoded, bottom, gap, fault,
+        semantic)`` — only if the arguments qualify cheaply (same dtype and shape, a
+        real dtype it fuses, contiguous, no gradient, not traced) and the result is
+        bit for bit the array-API kernel's; masks are never passed (the public op
+        checks). The default declines everything.
+        """
+        return None
+
     def integer_arithmetic(self, dtype: Any) -> bool:
         """Whether the framework implements ``+ - * // %`` and negation on integer
         ``dtype`` (the integer SCM ops need them; torch lacks them for uint16/32/64)."""
@@ -165,6 +184,8 @@ class GenericBackend(Backend):
 
 _BACKENDS: dict[str, Backend] | None = None
 _BY_NAMESPACE: dict[str, Backend] = {}
+#: ``(module, qualname)`` of an array type -> the adapter whose ``fast`` serves it
+_FAST: dict[tuple[str, str], Backend] = {}
 _GENERIC = GenericBackend()
 _LOADING = False
 
@@ -221,6 +242,7 @@ def _discover() -> dict[str, Backend]:
     for b in found.values():
         for ns in b.namespace_names:
             _BY_NAMESPACE.setdefault(ns, b)
+        _add_fast_types(b, replace=False)
     _BACKENDS = found
     return found
 
@@ -244,6 +266,7 @@ def register_backend(backend: Backend, *, replace: bool = False) -> None:
     for ns in backend.namespace_names:
         if replace or ns not in _BY_NAMESPACE:
             _BY_NAMESPACE[ns] = backend
+    _add_fast_types(backend, replace=replace)
 
 
 def unregister_backend(name: str) -> None:
@@ -258,6 +281,27 @@ def unregister_backend(name: str) -> None:
             if ns in other.namespace_names:
                 _BY_NAMESPACE[ns] = other
                 break
+    for t in [k for k, v in _FAST.items() if v is b]:
+        del _FAST[t]
+        for other in found.values():
+            if t in other.fast_types:
+                _FAST[t] = other
+                break
+
+
+def _add_fast_types(b: Backend, *, replace: bool) -> None:
+    import os
+
+    if os.environ.get("ZPML_FAST", "1").strip() == "0":
+        return
+    for t in b.fast_types:
+        if replace or t not in _FAST:
+            _FAST[t] = b
+
+
+def fast_backend(array_type: type) -> Backend | None:
+    """The adapter serving ``array_type`` on the fast path (exact type), if any."""
+    return _FAST.get((array_type.__module__, array_type.__qualname__))
 
 
 def get_backend(xp: Namespace) -> Backend:

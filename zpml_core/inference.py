@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from zpml_core import _xp
+from zpml_core import _fast, _xp
 from zpml_core._daz import flush_attached
 from zpml_core._layout import LEADING, layout
 from zpml_core._precision import detached, narrow, widen
@@ -212,6 +212,15 @@ def _k_strict(
     return decoded, bottom, gap, fault, semantic
 
 
+def _thresholds(c: _xp.FloatConsts, cfg: InferenceConfig) -> tuple[float, float, float | None]:
+    """``(thr, tau, tau_train)`` for data with constants ``c``: the thresholds rounded to
+    the dtype, as eager comparisons with a Python float do (explicitly: float16/bfloat16
+    are compared in float32); ``thr = max(tau, tiny)`` (DAZ: ``|Q| < tiny`` is zero)."""
+    tau = c.round(cfg.tau_infer)
+    tau_train = None if cfg.tau_train is None else c.round(cfg.tau_train)
+    return max(tau, c.tiny), tau, tau_train
+
+
 def _tau_underflows(xp: Namespace, dtype: Any, tau: float) -> bool:
     """Whether ``tau`` rounds to 0.0 in ``dtype`` (below half the smallest subnormal)."""
     fi = xp.finfo(_xp.real_dtype(xp, dtype))
@@ -280,6 +289,10 @@ def strict_inference(
             raise TypeError(f"validity_factors[{i}] must be an array, got {type(v).__name__}")
     factor_names = tuple(f"validity_factors[{i}]" for i in range(len(factors)))
     ftaus = _validity_taus(validity_taus, len(factors)) if factors else ()
+    if not factors:  # the fused fast path (zpml_core._fast)
+        fused = _fast.strict(P, Q, lambda c: _thresholds(c, cfg))
+        if fused is not None:
+            return InferenceResult(*fused)
     if not (_xp.is_array(P) and _xp.is_array(Q)):
         raise TypeError(
             f"P and Q must be arrays, got {type(P).__name__} and {type(Q).__name__}"
@@ -299,19 +312,10 @@ def strict_inference(
     factors = tuple(_xp.to_float(xp, v) for v in factors)
     for i, v in enumerate(factors):
         _xp.broadcast_shape([("Q", q.shape), (f"validity_factors[{i}]", v.shape[: q.ndim])])
-    c = _xp.consts(xp, q.dtype)
+    thr, tau, tau_train = _thresholds(_xp.consts(xp, q.dtype), cfg)
     be = get_backend(xp)
     decoded, bottom, gap, fault, semantic = be.fuse(_k_strict)(
-        p,
-        q,
-        factors,
-        xp=xp,
-        be=be,
-        # thresholds rounded to Q's dtype, as eager comparisons with a Python float do
-        # (explicitly: float16/bfloat16 are compared in float32)
-        thr=max(c.round(cfg.tau_infer), c.tiny),
-        tau=c.round(cfg.tau_infer),
-        tau_train=None if cfg.tau_train is None else c.round(cfg.tau_train),
+        p, q, factors, xp=xp, be=be, thr=thr, tau=tau, tau_train=tau_train,
         factor_taus=ftaus,
     )
     from zpml_core.autodiff.rules import gate_output

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from zpml_core import _xp
+from zpml_core import _fast, _xp
 from zpml_core._registry import Backend, get_backend
 from zpml_core._scm_complex import (
     _k_add_complex,
@@ -140,6 +140,10 @@ def _check_integer_arithmetic(be: Backend, dtype: Any, names: str) -> None:
 
 
 def _binary(op: str, x: object, y: object, mask_x: object, mask_y: object) -> SCMArray:
+    if mask_x is None and mask_y is None:  # the fused fast path (zpml_core._fast)
+        fused = _fast.binary(op, x, y)
+        if fused is not None:
+            return SCMArray(*fused)
     xp, be, xa, ya, mx, my = _prepare_binary(x, y, mask_x, mask_y, promote=op == "div")
     dt = xa.dtype
     if not _xp.is_floating(xp, dt):
@@ -200,6 +204,10 @@ def div(x: Array, y: Array, *, mask_x: Array | None = None,
 
 
 def _unary(name: str, x: object, mask: object) -> SCMArray:
+    if mask is None:  # the fused fast path (zpml_core._fast)
+        fused = _fast.unary(name, x)
+        if fused is not None:
+            return SCMArray(*fused)
     xp, be, xa, m = _prepare_unary(x, mask, promote=name != "neg")
     dt = xa.dtype
     if name == "neg" and not _xp.is_floating(xp, dt):

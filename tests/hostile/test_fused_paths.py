@@ -140,6 +140,12 @@ def assert_identical(got: list[Any], want: list[Any], where: str) -> None:
                                f"fused {gf[bad][:4].tolist()} eager {wf[bad][:4].tolist()}")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _inductor_path(no_fast_path: None) -> None:
+    """These tests hold inductor's fused path to eager: the numba fast path, which
+    would take the float32/float64 calls first, is off (``no_fast_path``)."""
+
+
 @pytest.fixture(scope="module")
 def fuser() -> Any:
     b = zpml_core.get_backend_by_name("torch")
@@ -342,7 +348,8 @@ def test_failing_compile_falls_back_once_without_runtime_warning(
 def _env_probe(env: dict[str, str], body: str) -> subprocess.CompletedProcess[str]:
     code = ("import torch, zpml_core\n"
             "f = zpml_core.get_backend_by_name('torch')._fuser\n" + body)
-    full = dict(os.environ, OMP_NUM_THREADS="1", **env)
+    # ZPML_FAST=0: float32/float64 calls would take the numba fast path first
+    full = dict(os.environ, OMP_NUM_THREADS="1", ZPML_FAST="0", **env)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=full, timeout=600)
 
