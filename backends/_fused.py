@@ -132,8 +132,8 @@ def _build(nb: Any, op: str, char: str) -> Callable[..., Any]:
         fn = _library_prepass_source(op[4:], k)
     elif op.startswith("post_"):
         fn = _library_postpass_source(op[5:], k)
-    elif op == "strict":
-        fn = _strict_source(k)
+    elif op in ("strict", "strict_gap"):
+        fn = _strict_source(k, gap_band=op == "strict_gap")
     else:
         raise ValueError(f"no fused kernel for op {op!r}")
     return _jit(nb)(fn)
@@ -279,14 +279,15 @@ def _library_postpass_source(op: str, k: dict[str, Any]) -> Callable[..., Any]:
     return postpass
 
 
-def _strict_source(k: dict[str, Any]) -> Callable[..., Any]:
+def _strict_source(k: dict[str, Any], *, gap_band: bool) -> Callable[..., Any]:
     tiny, fmax, ovf, zero, one, nan = k["tiny"], k["max"], k["ovf"], k["zero"], k["one"], k["nan"]
 
-    def strict(P: Any, Q: Any, thr: Any, tau: Any, tau_train: Any, has_gap: bool,
+    def strict(P: Any, Q: Any, thr: Any, tau: Any, tau_train: Any,
                decoded: Any, bottom: Any, gap: Any, fault: Any, semantic: Any) -> None:
         # semantic = |Q| < thr; fault = ¬(|Q| ≤ max) ∨ ¬(|P| ≤ max) ∨ (usable ∧ |P| > |Q|·ovf)
         # decoded = ⊥ ? NaN : ((⊥ ∨ |P| < tiny) ? P·0 : P) / ((⊥ ∨ P≠P) ? 1 : Q)
-        # gap = tau ≤ |Q| < tau_train ∧ ¬⊥ (only with a gap band)
+        # gap = tau ≤ |Q| < tau_train ∧ ¬⊥ (the gap_band variant; else gap is all False
+        # and written by the caller)
         for i in range(P.shape[0]):
             p = P[i]
             q = Q[i]
@@ -304,7 +305,8 @@ def _strict_source(k: dict[str, Any]) -> Callable[..., Any]:
             bottom[i] = b
             fault[i] = f
             semantic[i] = s
-            gap[i] = has_gap & (aq >= tau) & (aq < tau_train) & (not b)
+            if gap_band:
+                gap[i] = (aq >= tau) & (aq < tau_train) & (not b)
     return strict
 
 
@@ -364,11 +366,15 @@ def strict(char: str, P: Any, Q: Any, thr: float, tau: float, tau_train: float |
     f = np.float32 if char == "f" else np.float64
     decoded = np.empty(Q.shape, Q.dtype)
     bottom = np.empty(Q.shape, _BOOL)
-    gap = np.empty(Q.shape, _BOOL)
     fault = np.empty(Q.shape, _BOOL)
     semantic = np.empty(Q.shape, _BOOL)
-    has_gap = tau_train is not None and tau_train > tau
-    kernel("strict", char)(
-        _flat(P), _flat(Q), f(thr), f(tau), f(tau_train if has_gap else tau), has_gap,
+    if tau_train is not None and tau_train > tau:
+        gap = np.empty(Q.shape, _BOOL)
+        name = "strict_gap"
+    else:
+        gap = np.zeros(Q.shape, _BOOL)
+        name, tau_train = "strict", tau
+    kernel(name, char)(
+        _flat(P), _flat(Q), f(thr), f(tau), f(tau_train),
         _flat(decoded), _flat(bottom), _flat(gap), _flat(fault), _flat(semantic))
     return decoded, bottom, gap, fault, semantic

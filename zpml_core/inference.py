@@ -215,10 +215,22 @@ def _k_strict(
 def _thresholds(c: _xp.FloatConsts, cfg: InferenceConfig) -> tuple[float, float, float | None]:
     """``(thr, tau, tau_train)`` for data with constants ``c``: the thresholds rounded to
     the dtype, as eager comparisons with a Python float do (explicitly: float16/bfloat16
-    are compared in float32); ``thr = max(tau, tiny)`` (DAZ: ``|Q| < tiny`` is zero)."""
+    are compared in float32); ``thr = max(tau, tiny)`` (DAZ: ``|Q| < tiny`` is zero).
+    Memoised per (dtype constants, thresholds); the memo is not touched while tracing."""
+    key = (c, cfg.tau_infer, cfg.tau_train)
+    traced = _xp.tracing()
+    hit = None if traced else _THRESHOLDS.get(key)
+    if hit is not None:
+        return hit
     tau = c.round(cfg.tau_infer)
     tau_train = None if cfg.tau_train is None else c.round(cfg.tau_train)
-    return max(tau, c.tiny), tau, tau_train
+    out = (max(tau, c.tiny), tau, tau_train)
+    if not traced and len(_THRESHOLDS) < 4096:
+        _THRESHOLDS[key] = out
+    return out
+
+
+_THRESHOLDS: dict[tuple[Any, ...], tuple[float, float, float | None]] = {}
 
 
 def _tau_underflows(xp: Namespace, dtype: Any, tau: float) -> bool:
