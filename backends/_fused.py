@@ -118,8 +118,14 @@ def kernel(op: str, char: str) -> Callable[..., Any]:
     return k
 
 
-def _jit(nb: Any) -> Callable[[Callable[..., Any]], Any]:
-    return nb.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _jit(nb: Any, fn: Callable[..., Any]) -> Any:
+    """``fn`` compiled lazily (on its first call), cached on disk where numba finds a
+    writable cache directory, else compiled per process."""
+    opts = {"nogil": True, "error_model": "numpy", "boundscheck": False}
+    try:
+        return nb.njit(cache=True, **opts)(fn)
+    except RuntimeError:  # "no locator available": no writable cache location
+        return nb.njit(**opts)(fn)
 
 
 def _build(nb: Any, op: str, char: str) -> Callable[..., Any]:
@@ -136,7 +142,7 @@ def _build(nb: Any, op: str, char: str) -> Callable[..., Any]:
         fn = _strict_source(k, gap_band=op == "strict_gap")
     else:
         raise ValueError(f"no fused kernel for op {op!r}")
-    return _jit(nb)(fn)
+    return _jit(nb, fn)
 
 
 # ---------------------------------------------------------------------------------------

@@ -413,3 +413,25 @@ def test_fast_path_switch() -> None:
     assert off.stdout.strip() == "0"
     assert int(on.stdout.strip()) >= 2
     assert _registry.fast_backend(np.ndarray) is not None
+
+
+def test_kernels_compile_without_a_writable_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No writable cache location (numba raises "no locator available" at decoration):
+    the kernel is compiled per process instead, with the same results."""
+    import numba
+    from numba.core import caching
+    from zpml_backends import _fused
+
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
+    with pytest.raises(RuntimeError, match="no locator"):
+        numba.njit(cache=True)(lambda a: a)
+    k = _fused._build(numba, "div", "d")
+    x, y = operands("float64")
+    x, y = x[:4096].copy(), y[:4096].copy()
+    out, bottom = np.empty_like(x), np.empty(x.shape, bool)
+    k(x, y, out, bottom)
+    be = get_backend_by_name("numpy")
+    with np.errstate(all="ignore"):
+        want = _scm_real._k_div(x, y, None, None, xp=_np_ns(), be=be)
+    np.testing.assert_array_equal(out.view(np.uint64), want[0].view(np.uint64))
+    np.testing.assert_array_equal(bottom, want[1])
