@@ -54,7 +54,7 @@ def test_demo_all_backends(tmp_path: Path, capsys: pytest.CaptureFixture[str],
             assert phases.count("eval") == 2 and phases.count("train") > 10
             for key in ("loss", "coverage", "bottom_frac", "tau_train", "denom_abs_min",
                         "denom_abs_mean"):
-                assert key in recs[0]
+                assert key in recs[0]["metrics"]
             meta = read_checkpoint_metadata(out / f"{backend}_{task}.ckpt")
             assert meta["backend"] == backend and 0 < meta["tau_infer"] <= meta["tau_train_max"]
             assert meta["user"] == {"demo_task": task}

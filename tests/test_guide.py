@@ -342,7 +342,7 @@ def test_guide_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     recs = read_jsonl(tmp_path / "runs" / "scm_train_metrics.jsonl", validate=True)
     assert len(recs) == 3
     for key in ("loss", "coverage", "bottom_frac", "tau_train", "denom_abs_min", "denom_abs_mean"):
-        assert key in recs[0]
+        assert key in recs[0]["metrics"]
 
     # 7. float64 guidance
     exec(blocks[6], ns)

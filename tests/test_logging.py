@@ -62,12 +62,15 @@ def test_metric_log_record_shape() -> None:
     rec = metric_log_record({"loss": float("nan"), "coverage": 1.0, "step": 9}, phase="train",
                             step=3, epoch=0, context={"run": "x"})
     assert rec["schema_name"] == METRIC_LOG_SCHEMA_NAME
-    assert rec["schema_version"] == 1
+    assert rec["schema_version"] == 2
     assert rec["record_type"] == "metric"
     assert rec["metrics"] == {"loss": None, "coverage": 1.0, "step": 9}
-    assert rec["loss"] is None and rec["coverage"] == 1.0
-    assert rec["step"] == 3  # reserved keys are not mirrored over
+    assert rec["step"] == 3
     assert rec["context"] == {"run": "x"}
+    # (was: every metric also mirrored at the top level — schema version 1; version 2
+    # stores each metric once, issue 13 §1)
+    assert set(rec) == {"schema_name", "schema_version", "record_type", "phase", "metrics",
+                        "step", "epoch", "context"}
     validate_metric_record(rec)
 
 
@@ -89,9 +92,12 @@ def test_metric_log_record_errors(kwargs: dict, exc: type, word: str) -> None:
 def test_validate_metric_record_rejects() -> None:
     good = metric_log_record({"loss": 1.0}, phase="train", step=1)
     for bad in (
-        {**good, "schema_version": 2},
+        {**good, "schema_version": 3},
+        {**good, "schema_version": True},
         {**good, "schema_name": "other"},
-        {**good, "loss": 2.0},
+        {**good, "loss": 1.0},  # version 2 has no top-level mirrors
+        {**good, "schema_version": 1},  # version 1 must have them
+        {**good, "schema_version": 1, "loss": 2.0},
         {**good, "extra": 1},
         {**good, "phase": ""},
         [good],
@@ -116,7 +122,7 @@ def test_logger_writes_sorted_strict_lines(tmp_path: Path) -> None:
     log.close()
     recs = read_jsonl(path, validate=True)
     assert [r["phase"] for r in recs] == ["train", "eval"]
-    assert recs[0]["a"] is None and recs[1]["v"] == 2.0
+    assert recs[0]["metrics"]["a"] is None and recs[1]["v"] == 2.0  # (v1: mirrored)
 
 
 def test_logger_appends_and_survives_copies(tmp_path: Path) -> None:
@@ -128,7 +134,7 @@ def test_logger_appends_and_survives_copies(tmp_path: Path) -> None:
         clone = copy.deepcopy(log)
     clone(metric_log_record({"x": 2}, phase="p"))
     clone.close()
-    assert [r["x"] for r in read_jsonl(path)] == [1, 2]
+    assert [r["metrics"]["x"] for r in read_jsonl(path)] == [1, 2]
     with pytest.raises(TypeError, match="fsync"):
         JsonlLogger(path, fsync=1)  # type: ignore[arg-type]
 
@@ -137,7 +143,7 @@ def test_read_jsonl_truncated_last_line(tmp_path: Path) -> None:
     path = tmp_path / "m.jsonl"
     lines = [json.dumps(metric_log_record({"i": i}, phase="train", step=i)) for i in range(3)]
     path.write_text("\n".join(lines) + "\n\n" + lines[0][:17])
-    assert [r["i"] for r in read_jsonl(path, validate=True)] == [0, 1, 2]
+    assert [r["metrics"]["i"] for r in read_jsonl(path, validate=True)] == [0, 1, 2]
 
 
 def test_read_jsonl_bad_middle_line_and_nan(tmp_path: Path) -> None:
@@ -188,7 +194,7 @@ def test_sigkill_mid_run_leaves_complete_records(tmp_path: Path) -> None:
     recs = read_jsonl(path, validate=True)
     assert len(recs) > 50
     assert [r["step"] for r in recs] == list(range(len(recs)))
-    assert all(math.isclose(r["loss"], 1.0 / (r["step"] + 1)) for r in recs)
+    assert all(math.isclose(r["metrics"]["loss"], 1.0 / (r["step"] + 1)) for r in recs)
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX only")

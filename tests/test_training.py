@@ -103,8 +103,8 @@ def test_fit_logs_schema_records(backend_name: str, tmp_path: Path) -> None:
     for key in ("val_loss", "val_coverage", "val_tau_eval", "val_bottom_frac", "val_denom_abs_min",
                 "val_denom_abs_mean", "val_denom_abs_available", "val_strict_coverage",
                 "val_strict_bottom_frac", "val_gap_frac", "val_rmse_accepted"):
-        assert key in ev
-    assert ev["val_tau_eval"] == pytest.approx(1.25e-4)
+        assert key in ev["metrics"]  # (metric_log v2: metrics only under "metrics")
+    assert ev["metrics"]["val_tau_eval"] == pytest.approx(1.25e-4)
     assert tr.current_epoch == 3
     # (was: a silent []; fit() past max_epochs now says that it ran nothing)
     with pytest.warns(UserWarning, match="ran no epoch"):
@@ -124,7 +124,7 @@ def test_same_seed_bit_identical_jsonl(backend_name: str, tmp_path: Path) -> Non
         texts.append(path.read_bytes())
     assert texts[0] == texts[1] and len(texts[0]) > 0
     other = trainer_for(backend_name, max_epochs=2, seed=8, tau_train_min=5e-5, tau_train_max=2e-4)
-    assert [m["tau_train"] for m in other.fit()] != [r["tau_train"] for r in
+    assert [m["tau_train"] for m in other.fit()] != [r["metrics"]["tau_train"] for r in
                                                      map(__import__("json").loads,
                                                          texts[0].decode().splitlines())
                                                      if r["phase"] == "train"]

@@ -128,8 +128,8 @@ def _check_after_kill(path: Path, at_least: int) -> None:
     train = [r for r in recs if r["phase"] == "train"]
     assert len(train) >= at_least
     assert [r["step"] for r in train] == list(range(len(train)))
-    assert all(math.isclose(r["loss"], 1.0 / (r["step"] + 1)) for r in train)
-    assert all(len(r["pad"]) == 4096 + r["step"] % 977 for r in train)
+    assert all(math.isclose(r["metrics"]["loss"], 1.0 / (r["step"] + 1)) for r in train)
+    assert all(len(r["metrics"]["pad"]) == 4096 + r["step"] % 977 for r in train)
     assert [r["metrics"]["resumed"] for r in recs[len(train):]] == [0, 1, 2]
     assert len(ws) <= 1  # at most the one record cut by the kill
     if ws:
@@ -347,7 +347,7 @@ def test_self_listing_values_convert(tmp_path: Path, value: Any, expected: Any) 
     path = tmp_path / "m.jsonl"
     with JsonlLogger(path) as log:
         log(metric_log_record({"v": value}, phase="p"))
-    assert read_jsonl(path, validate=True)[0]["v"] == expected
+    assert read_jsonl(path, validate=True)[0]["metrics"]["v"] == expected
 
 
 def _cycles() -> dict[str, tuple[Any, str, str]]:

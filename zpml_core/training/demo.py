@@ -13,7 +13,7 @@ Two synthetic tasks with a true singularity:
 Each backend trains the same initial weights with the same data, loss
 (``SCMTrainingLoss`` passed straight to ``SCMTrainer``) and ``TrainingConfig``; then
 ``tau_infer`` is calibrated on the validation split and the test split is decoded with
-``strict_inference``. Writes ``<out>/<backend>_<task>.jsonl`` (metric_log v1) and
+``strict_inference``. Writes ``<out>/<backend>_<task>.jsonl`` (metric_log v2) and
 ``<out>/demo_<backend>.png``, and prints one table per backend.
 """
 
@@ -298,7 +298,9 @@ def run_task(backend: str, task: Task, *, epochs: int, seed: int, out: str, quie
     dist = task.test.dist
     buckets = [rmse(acc & (dist >= lo) & (dist < hi)) for lo, hi in itertools.pairwise(edges)]
     pole_rows = ~fin_row
-    recs = read_jsonl(path, validate=True)
+    # metric_log v2 stores each metric once, under "metrics"
+    recs = [{**r["metrics"], "phase": r["phase"], "epoch": r.get("epoch")}
+            for r in read_jsonl(path, validate=True)]
     last_val = [r for r in recs if r["phase"] == "eval"][-1]
     return Result(
         backend=backend,

@@ -1,4 +1,4 @@
-"""Metric logging as JSON Lines (``zeroproofml.metric_log`` schema, version 1).
+"""Metric logging as JSON Lines (``zeroproofml.metric_log`` schema, version 2).
 
 One record per line, keys sorted, strict JSON: NaN and ±inf become ``null``. Arrays of
 any array-API library (numpy, torch, jax, array-api-strict, dask, ...) and numpy scalars
@@ -11,6 +11,25 @@ existing file first ends such a partial line, so every append starts on a fresh 
 :func:`read_jsonl` skips and reports (:class:`CorruptLinesWarning`) a corrupt line
 anywhere instead of failing for the whole file.
 
+Schema versions. A record's ``schema_version`` changes whenever a reader written for the
+previous version could misread it:
+
+* **version 1** (zeroproofml 0.6.1 and earlier zpml_core): each metric is stored
+  twice, under ``metrics`` and mirrored as a top-level field (unless its name is a
+  reserved key, e.g. the float ``epoch`` metric of eval records).
+* **version 2** (written now): each metric is stored once, under ``metrics``; the top
+  level holds only the reserved keys. A version-1 reader that looks metrics up at the top
+  level would find none, hence the new version number.
+
+:func:`read_jsonl` reads both versions and returns every record as stored;
+``record["metrics"][name]`` reads a metric from either. :func:`validate_metric_record`
+accepts both (a version-1 record must carry its mirrors, a version-2 record none).
+
+The optional helpers :class:`TensorBoardLogger` (extra ``tensorboard``) and
+:func:`jsonl_to_dataframe`, :func:`read_metric_log_runs`, :func:`aggregate_metric_logs`
+(extra ``pandas`` for the DataFrames) live in private sibling modules and are re-exported
+here; they import tensorboard / pandas only when used.
+
 Nothing here imports an array framework at module level.
 """
 
@@ -22,29 +41,40 @@ import json
 import math
 import numbers
 import os
-import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 __all__ = [
+    "METRIC_LOG_READABLE_VERSIONS",
+    "METRIC_LOG_RESERVED_KEYS",
     "METRIC_LOG_SCHEMA_NAME",
     "METRIC_LOG_SCHEMA_VERSION",
     "RESERVED_KEYS",
     "CorruptLinesWarning",
     "JsonlLogger",
+    "TensorBoardLogger",
+    "aggregate_metric_log_records",
+    "aggregate_metric_logs",
     "iter_jsonl",
+    "jsonl_to_dataframe",
     "metric_log_record",
+    "metric_log_records_to_long_rows",
+    "metric_log_records_to_wide_rows",
     "read_jsonl",
+    "read_metric_log_runs",
     "to_jsonable",
     "validate_metric_record",
 ]
 
 METRIC_LOG_SCHEMA_NAME = "zeroproofml.metric_log"
-METRIC_LOG_SCHEMA_VERSION = 1
+METRIC_LOG_SCHEMA_VERSION = 2
+#: schema versions :func:`read_jsonl` and :func:`validate_metric_record` understand
+METRIC_LOG_READABLE_VERSIONS = (1, 2)
 RESERVED_KEYS = frozenset(
     {"schema_name", "schema_version", "record_type", "phase", "step", "epoch", "metrics", "context"}
 )
+METRIC_LOG_RESERVED_KEYS = RESERVED_KEYS  # zeroproofml's name
 
 _ARRAY_MODULES = frozenset({"numpy", "torch", "jax", "jaxlib", "array_api_strict", "dask", "cupy"})
 
@@ -201,11 +231,14 @@ def metric_log_record(
     context: Mapping[str, Any] | None = None,
     record_type: str = "metric",
 ) -> dict[str, Any]:
-    """Build one ``zeroproofml.metric_log`` v1 record (semantics §7.4).
+    """Build one ``zeroproofml.metric_log`` version-2 record (semantics §7.4).
 
-    Metric values are converted with :func:`to_jsonable`; every metric key that is not a
-    reserved key is mirrored at the top level. ``phase`` and ``record_type`` must be
-    non-empty strings (``ValueError``).
+    ``{"schema_name": "zeroproofml.metric_log", "schema_version": 2, "record_type": ...,
+    "phase": ..., "metrics": {...}, "step": ..., "epoch": ..., "context": {...}}`` (step,
+    epoch and context only if given). Metric values are converted with
+    :func:`to_jsonable` and stored once, under ``metrics`` (version 1 also mirrored them
+    at the top level). ``phase`` and ``record_type`` must be non-empty strings
+    (``ValueError``).
     """
     if not isinstance(phase, str) or not phase:
         raise ValueError(f"phase must be a non-empty string, got {phase!r}")
@@ -229,20 +262,21 @@ def metric_log_record(
         if not isinstance(context, Mapping):
             raise TypeError(f"context must be a mapping or None, got {type(context).__name__}")
         record["context"] = to_jsonable(context, name="context")
-    for k, v in converted.items():
-        if k not in RESERVED_KEYS:
-            record[k] = v
     return record
 
 
 def validate_metric_record(record: object) -> None:
-    """Raise ``ValueError`` unless ``record`` is a valid metric_log v1 record."""
+    """Raise ``ValueError`` unless ``record`` is a valid metric_log record of a readable
+    version (:data:`METRIC_LOG_READABLE_VERSIONS`): version 1 with every non-reserved
+    metric mirrored at the top level, version 2 with only reserved top-level keys."""
     if not isinstance(record, dict):
         raise ValueError(f"a metric record must be a JSON object, got {type(record).__name__}")
     if record.get("schema_name") != METRIC_LOG_SCHEMA_NAME:
         raise ValueError(f"schema_name must be {METRIC_LOG_SCHEMA_NAME!r}: {record!r}")
-    if record.get("schema_version") != METRIC_LOG_SCHEMA_VERSION:
-        raise ValueError(f"unsupported schema_version {record.get('schema_version')!r}")
+    version = record.get("schema_version")
+    if isinstance(version, bool) or version not in METRIC_LOG_READABLE_VERSIONS:
+        raise ValueError(f"unsupported schema_version {version!r} (this zpml_core reads "
+                         f"{', '.join(map(str, METRIC_LOG_READABLE_VERSIONS))})")
     for key in ("record_type", "phase"):
         v = record.get(key)
         if not isinstance(v, str) or not v:
@@ -253,12 +287,17 @@ def validate_metric_record(record: object) -> None:
     for key in ("step", "epoch"):
         if key in record and (isinstance(record[key], bool) or not isinstance(record[key], int)):
             raise ValueError(f"{key} must be an integer, got {record[key]!r}")
-    for k, v in metrics.items():
-        if k not in RESERVED_KEYS and record.get(k, object()) != v:
-            raise ValueError(f"metric {k!r} is not mirrored at the top level")
-    unknown = set(record) - RESERVED_KEYS - set(metrics)
+    if version == 1:
+        for k, v in metrics.items():
+            if k not in RESERVED_KEYS and record.get(k, object()) != v:
+                raise ValueError(f"metric {k!r} is not mirrored at the top level")
+        unknown = set(record) - RESERVED_KEYS - set(metrics)
+    else:
+        unknown = set(record) - RESERVED_KEYS
     if unknown:
-        raise ValueError(f"unexpected top-level keys {sorted(unknown)}")
+        raise ValueError(f"unexpected top-level keys {sorted(unknown)} (schema_version "
+                         f"{version} stores metrics only under 'metrics')" if version == 2
+                         else f"unexpected top-level keys {sorted(unknown)}")
 
 
 def dumps_record(record: Mapping[str, Any]) -> str:
@@ -378,135 +417,14 @@ def _write_all(fh: Any, data: bytes) -> None:
         view = view[n:] if n else view
 
 
-# ---------------------------------------------------------------------------------------
-# reader
-
-
-class CorruptLinesWarning(UserWarning):
-    """Lines of a JSONL file that were skipped because they are not a JSON object.
-
-    Attributes: ``path`` (the file), ``lines`` (1-based line numbers) and ``reasons``
-    (one message per line). A ``UserWarning``, deliberately not a ``RuntimeWarning``:
-    it reports damaged *data* (typically a record cut short by a killed writer), not a
-    numerical problem, and must not abort reading under ``-W error::RuntimeWarning``
-    (which this project's tests use). Turn it into an error with
-    ``warnings.simplefilter("error", CorruptLinesWarning)`` or ``on_corrupt="raise"``.
-    """
-
-    def __init__(self, path: str, lines: tuple[int, ...], reasons: tuple[str, ...]) -> None:
-        self.path = path
-        self.lines = lines
-        self.reasons = reasons
-        shown = "; ".join(f"line {n}: {r}" for n, r in zip(lines[:5], reasons, strict=False))
-        more = f"; and {len(lines) - 5} more" if len(lines) > 5 else ""
-        super().__init__(f"{path}: skipped {len(lines)} corrupt line(s) ({shown}{more})")
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
-def _parse(raw: bytes) -> dict[str, Any]:
-    rec = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    if not isinstance(rec, dict):
-        raise ValueError(f"expected a JSON object, got {type(rec).__name__}")
-    return rec
-
-
-def _salvage(raw: bytes) -> dict[str, Any] | None:
-    """A complete metric record glued onto the end of a partial one (written by a
-    logger that did not start on a fresh line, as before this module ensured it).
-
-    The first suffix starting at a ``{"`` that parses as a whole JSON object *and* is a
-    valid metric_log record. A suffix from inside the glued record cannot parse (it
-    leaves trailing data); one from inside the partial record either runs into the glued
-    record (trailing data) or, with nothing glued, is a nested value of the partial
-    record — which is why the suffix must be a valid metric record, not just an object.
-    """
-    start = raw.find(b'{"', 1)
-    while start != -1:
-        try:
-            rec = _parse(raw[start:])
-            validate_metric_record(rec)
-            return rec
-        except (ValueError, UnicodeDecodeError):
-            start = raw.find(b'{"', start + 1)
-    return None
-
-
-def _scan(path: str | os.PathLike[str], validate: bool,
-          on_corrupt: str) -> Iterator[tuple[dict[str, Any] | None, int, str]]:
-    """Yield ``(record, line, "")`` or ``(None, line, reason)`` for a corrupt line."""
-    if on_corrupt not in ("warn", "raise"):
-        raise ValueError(f"on_corrupt must be 'warn' or 'raise', got {on_corrupt!r}")
-    if not isinstance(validate, bool):
-        raise TypeError(f"validate must be a bool, got {type(validate).__name__}")
-    data = Path(path).read_bytes()
-    lines = data.split(b"\n")
-    last = len(lines) - 1  # after the final newline: "" (or a line still being written)
-    for i, raw in enumerate(lines):
-        if not raw.strip():
-            continue
-        try:
-            rec = _parse(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            if i == last:  # unterminated last line: being written, or cut by a kill
-                return
-            if on_corrupt == "raise":
-                raise ValueError(f"{path}, line {i + 1}: {exc}") from None
-            glued = _salvage(raw)
-            if glued is None:
-                yield None, i + 1, str(exc)
-                continue
-            yield None, i + 1, "a partial record, followed by a complete one (kept)"
-            rec = glued
-        if validate:
-            try:
-                validate_metric_record(rec)
-            except ValueError as exc:
-                raise ValueError(f"{path}, line {i + 1}: {exc}") from None
-        yield rec, i + 1, ""
-
-
-def iter_jsonl(path: str | os.PathLike[str], *, validate: bool = False,
-               on_corrupt: Literal["warn", "raise"] = "warn") -> Iterator[dict[str, Any]]:
-    """Yield the records of a JSONL file; see :func:`read_jsonl`. A corrupt line is
-    reported as soon as it is reached, with its own :class:`CorruptLinesWarning`."""
-    for rec, line, reason in _scan(path, validate, on_corrupt):
-        if reason:
-            warnings.warn(CorruptLinesWarning(str(path), (line,), (reason,)), stacklevel=2)
-        if rec is not None:
-            yield rec
-
-
-def read_jsonl(path: str | os.PathLike[str], *, validate: bool = False,
-               on_corrupt: Literal["warn", "raise"] = "warn") -> list[dict[str, Any]]:
-    """Read every complete record of a JSONL file; never fails for the whole file
-    because of one damaged line.
-
-    * Blank lines are skipped.
-    * A *corrupt* line (not valid UTF-8 or strict JSON — ``NaN``/``Infinity`` tokens are
-      rejected — or not a JSON object), anywhere in the file, is skipped; all of them
-      are reported by one :class:`CorruptLinesWarning` naming the file and the line
-      numbers (``on_corrupt="warn"``, the default), or the first raises ``ValueError``
-      with its line number (``on_corrupt="raise"``). A complete metric_log record
-      glued onto a partial one (files written before loggers started on a fresh line)
-      is recovered; the line is still reported.
-    * An unterminated last line that does not parse is a record still being written
-      (or cut by a kill): it is not a complete record and is ignored without a report.
-    * With ``validate=True`` every record must be a valid metric_log v1 record
-      (``ValueError`` with the line number otherwise).
-    """
-    records: list[dict[str, Any]] = []
-    bad: list[tuple[int, str]] = []
-    for rec, line, reason in _scan(path, validate, on_corrupt):
-        if reason:
-            bad.append((line, reason))
-        if rec is not None:
-            records.append(rec)
-    if bad:
-        warnings.warn(
-            CorruptLinesWarning(str(path), tuple(b[0] for b in bad), tuple(b[1] for b in bad)),
-            stacklevel=2,
-        )
-    return records
+# the reader and the optional helpers (these import tensorboard / pandas only when used)
+from zpml_core.utils._jsonl_read import CorruptLinesWarning, iter_jsonl, read_jsonl  # noqa: E402
+from zpml_core.utils._log_runs import (  # noqa: E402
+    aggregate_metric_log_records,
+    aggregate_metric_logs,
+    jsonl_to_dataframe,
+    metric_log_records_to_long_rows,
+    metric_log_records_to_wide_rows,
+    read_metric_log_runs,
+)
+from zpml_core.utils._tensorboard import TensorBoardLogger  # noqa: E402
