@@ -24,9 +24,9 @@ from zpml_conformance.cases import DTYPES, GROUPS
 ALL = "all"
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "python -m zpml_conformance") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m zpml_conformance",
+        prog=prog,
         description="Check zpml_core backends against the numpy float64 reference.",
     )
     p.add_argument("--backend", action="append", metavar="NAME",
@@ -75,8 +75,10 @@ def _table(reports: Sequence[Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m zpml_conformance") -> int:
+    """Run the suite; ``prog`` names the command in usage and help
+    (``zpml conformance`` when called from the ``zpml`` command)."""
+    args = _parser(prog).parse_args(list(sys.argv[1:] if argv is None else argv))
     from zpml_conformance import runner
 
     from zpml_core import registered_backends

@@ -202,3 +202,21 @@ def test_pytest_reports_a_failing_case(tmp_path: Path) -> None:
                 {"PYTHONPATH": str(tmp_path)}, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "1 xfailed" in r.stdout
+
+
+def test_zpml_version_and_conformance_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """``zpml --version`` prints the installed distribution's version; ``zpml conformance
+    --help`` names the command as the user typed it."""
+    from importlib.metadata import version
+
+    import zpml_core
+    from zpml_core.cli import main as zpml
+
+    assert zpml(["--version"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out == f"zpml-core {version('zpml-core')}"
+    assert zpml_core.__version__ == version("zpml-core")
+    with pytest.raises(SystemExit) as exc:
+        zpml(["conformance", "--help"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: zpml conformance ")

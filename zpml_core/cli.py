@@ -3,6 +3,7 @@
 ``zpml demo``         train the RationalHead demo on every installed autodiff backend
 ``zpml conformance``  run the conformance suite (same flags as ``python -m zpml_conformance``)
 ``zpml backends``     list registered backend adapters and whether they import
+``zpml --version``    print the installed zpml-core version
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-USAGE = """usage: zpml {demo,conformance,backends} [options]
+USAGE = """usage: zpml [--version] {demo,conformance,backends} [options]
 
   demo          train the guide's RationalHead on poles (1/(x-a), 2-link IK) per backend
   conformance   check every installed backend against the SCM contract
   backends      list registered backend adapters
+
+  zpml COMMAND --help   options of one command
 """
 
 
@@ -34,10 +37,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE)
         return 0 if args else 2
     cmd, rest = args[0], args[1:]
+    if cmd in ("-V", "--version"):
+        from zpml_core import __version__
+
+        print(f"zpml-core {__version__}")
+        return 0
     if cmd == "conformance":
         from zpml_conformance.__main__ import main as conformance_main
 
-        return int(conformance_main(rest))
+        return int(conformance_main(rest, prog="zpml conformance"))
     if cmd == "demo":
         from zpml_core.training.demo import main as demo_main
 
