@@ -31,8 +31,8 @@ class JaxCheckpointMixin:
     params: Any
     opt_state: Any
     acc: Any
-    _before: Any
     to_framework: Callable[[Any], Any]
+    reset_pipeline: Callable[[], None]
 
     def _trees(self) -> dict[str, Any]:
         return {"params": self.params, "opt_state": self.opt_state}
@@ -118,8 +118,7 @@ class JaxCheckpointMixin:
             leaves, treedef = jax.tree_util.tree_flatten(tree)
             new = [self.to_framework(arrays[f"{name}/{i:05d}"]) for i in range(len(leaves))]
             setattr(self, name, jax.tree_util.tree_unflatten(treedef, new))
-        self.acc = None
-        self._before.clear()
+        self.reset_pipeline()
 
 
 def read_metadata(path: str) -> dict[str, Any]:

@@ -27,9 +27,17 @@ Non-finite gradients: the jitted step computes ``finite = all(isfinite(g))`` ove
 update's (accumulated, averaged) gradients and selects, per leaf, the old parameters and
 optimizer state where it is False — the update is skipped on the device, with no host
 sync; ``not finite`` travels back with the metrics (see ``TrainingEngine.train_step``).
-Cost: nothing measurable on a 2×256 MLP; on the guide's tiny 2×64 head XLA:CPU spends
-roughly 40–90 µs more per step (~170 µs) once both parameters and optimizer state are
-selected (optax's ``apply_if_finite`` costs more).
+The selects are chained (:func:`_keep_if`): on the guide's 2×64 head the guarded step
+costs ~3 % more than the unguarded one instead of ~1.5x (optax's ``apply_if_finite``
+costs more).
+
+Non-finite loss: the trainer reads the metrics of up to ``pipeline_depth`` steps at once
+and must then find the state from before the first step whose loss was not finite. The
+step carries a device flag for that: a non-finite loss sets it, and while it is set
+every step (that one included) leaves parameters, optimizer state and accumulated
+gradients as they were — the state after the in-flight steps *is* the state before the
+failing one, and no earlier state is kept on the host (keeping up to 32 copies alive
+cost ~10 % of a small step).
 
 Checkpoints: an ``.npz`` holding every parameter and optimizer-state leaf plus the JSON
 metadata as bytes (with each leaf's pytree key path), sealed and written atomically by
@@ -44,7 +52,6 @@ from __future__ import annotations
 import contextlib
 import sys
 import warnings
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -183,6 +190,34 @@ def _pack(values: tuple[Any, ...]) -> Any:
     return jnp.stack([jnp.asarray(v, dtype=dt) for v in values])
 
 
+def _keep_if(finite: Any, new: Any, old: Any) -> Any:
+    """``where(finite, new, old)`` leaf by leaf (same pytree structure), in a chain.
+
+    Every selected leaf depends on the one all-finite predicate, so without more they
+    would all become ready at the same moment — and XLA:CPU's runtime hands a ready set
+    of more than 8 kernels to worker threads, which costs more than the small updates
+    themselves (on the guide's 2×64 head the guarded step took ~1.5x the unguarded
+    one on a loaded 2-core CPU). So the predicate of leaf ``k + 1`` also reads the selected leaf ``k``:
+    ``finite & ((x == x) | (x != x))`` with ``x`` its first element — always ``finite``
+    (no value of ``x`` changes it, NaN included), but a data dependency, and the
+    updates run one after another as in the unguarded step (each predicate fuses into
+    its select).
+    """
+    new_leaves, treedef = jax.tree_util.tree_flatten(new)
+    old_leaves = jax.tree_util.tree_leaves(old)  # the same structure
+    out = []
+    x = None
+    for a, b in zip(new_leaves, old_leaves, strict=True):
+        f = finite if x is None else finite & ((x == x) | (x != x))
+        r = jnp.where(f, a, b)
+        out.append(r)
+        if jnp.size(r):
+            x = jnp.ravel(r)[0]
+            if not jnp.issubdtype(x.dtype, jnp.inexact):  # x == x is folded for integers
+                x = x.astype(jnp.float32)
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
 def _cast_floating(tree: Any, dtype: Any) -> Any:
     def cast(a: Any) -> Any:
         if isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, jnp.floating):
@@ -194,12 +229,13 @@ def _cast_floating(tree: Any, dtype: Any) -> Any:
 
 class JaxEngine(JaxCheckpointMixin, TrainingEngine):
     name = "jax"
-    #: metrics are read back every ``pipeline_depth`` steps (and at epoch end) in one
-    #: transfer: a per-step host sync costs ~30 % of a small jitted step on CPU. The
-    #: state before each in-flight step is kept by reference for the NaN rollback, so
-    #: the depth is 32 for models whose parameters + optimizer state have at most
-    #: ``_DEEP_PIPELINE_ELEMENTS`` elements and 2 for larger ones (whose steps are long
-    #: enough that the sync does not matter)
+    #: up to ``pipeline_depth`` steps run ahead of the host; once that many are in
+    #: flight, the metrics of the older half are read back in one transfer while the
+    #: newer half keeps the device busy (and at epoch end, all): a per-step host sync
+    #: costs ~30 % of a small jitted step on CPU. The depth is 64 for models whose
+    #: parameters + optimizer state have at most ``_DEEP_PIPELINE_ELEMENTS`` elements
+    #: and 2 for larger ones (whose steps are long enough that the sync does not
+    #: matter, and a non-finite loss stops training sooner)
     pipeline_depth = 2
 
     def __init__(self, model: Any, optimizer: Any, loss: Any, config: Any, scheduler: Any = None) -> None:
@@ -217,13 +253,13 @@ class JaxEngine(JaxCheckpointMixin, TrainingEngine):
         self.params = jax.tree_util.tree_map(self.to_framework, params)
         self.opt_state = optimizer.init(self.params)
         self.acc: Any = None
-        # state before each in-flight step (references only: nothing is donated), for
-        # the NaN rollback
-        self._before: deque[tuple[Any, Any, Any]] = deque()
+        # set on the device by a non-finite loss; while set, steps change nothing
+        self._bad = self._no_bad = self.to_framework(np.asarray(False))
         size = sum(int(np.size(a)) for a in jax.tree_util.tree_leaves((self.params, self.opt_state)))
-        self.pipeline_depth = 32 if size <= _DEEP_PIPELINE_ELEMENTS else 2
+        self.pipeline_depth = 64 if size <= _DEEP_PIPELINE_ELEMENTS else 2
         amp_name = config.amp_dtype
         platform = self.device.platform if self.device is not None else jax.default_backend()
+        self._cpu = platform == "cpu"
         if amp_name == "float16" and platform != "gpu":
             amp_name = "bfloat16"
         self.amp_dtype = getattr(jnp, amp_name) if config.amp_enabled else None
@@ -287,16 +323,19 @@ class JaxEngine(JaxCheckpointMixin, TrainingEngine):
         )
         return loss, outputs
 
-    def _train(self, params: Any, opt_state: Any, acc: Any, inputs: Any, targets: Any, semantic: Any,
-               tau: Any, epoch: Any, step: Any, weights: Any, n: Any, *, update: bool) -> Any:
+    def _train(self, params: Any, opt_state: Any, acc: Any, bad: Any, inputs: Any, targets: Any,
+               semantic: Any, tau: Any, epoch: Any, step: Any, weights: Any, n: Any, *,
+               update: bool) -> Any:
         (loss, outputs), grads = jax.value_and_grad(self._objective, has_aux=True)(
             params, inputs, targets, semantic, tau, epoch, step, weights
         )
         metrics = batch_metrics(loss, jax.lax.stop_gradient(outputs), tau, xp=jnp)
+        # sticky: from the first non-finite loss on, nothing changes (see the module doc)
+        bad = bad | ~jnp.all(jnp.isfinite(loss))
         if acc is not None:
             grads = jax.tree_util.tree_map(jnp.add, acc, grads)
-        if not update:
-            return params, opt_state, grads, _pack((*metrics, 0.0))
+        if not update:  # (after a non-finite loss the group is dropped: finalize)
+            return params, opt_state, grads, bad, _pack((*metrics, 0.0))
         if n is not None:  # average over the accumulation group
             grads = jax.tree_util.tree_map(lambda g: g / n, grads)
         import optax
@@ -307,12 +346,8 @@ class JaxEngine(JaxCheckpointMixin, TrainingEngine):
         updates, new_state = self.optimizer.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
 
-        def keep(new: Any, old: Any) -> Any:  # skip the update unless finite
-            return jnp.where(finite, new, old)
-
-        params = jax.tree_util.tree_map(keep, new_params, params)
-        opt_state = jax.tree_util.tree_map(keep, new_state, opt_state)
-        return params, opt_state, None, _pack((*metrics, ~finite))
+        params, opt_state = _keep_if(finite & ~bad, (new_params, new_state), (params, opt_state))
+        return params, opt_state, None, bad, _pack((*metrics, ~finite))
 
     def _eval(self, params: Any, inputs: Any, targets: Any, semantic: Any, tau: Any, epoch: Any,
               step: Any, weights: Any) -> Any:
@@ -369,13 +404,13 @@ class JaxEngine(JaxCheckpointMixin, TrainingEngine):
             )
 
     def train_step(self, batch: PreparedBatch, args: StepArgs, *, update: bool, group_size: int) -> Any:
-        before = (self.params, self.opt_state, self.acc)
-        self.params, self.opt_state, self.acc, vec = self._dispatch(
+        self.params, self.opt_state, self.acc, self._bad, vec = self._dispatch(
             self._train_jit,
             self._train_static_jit,
             self.params,
             self.opt_state,
             self.acc,
+            self._bad,
             batch.inputs,
             batch.targets,
             batch.semantic,
@@ -388,15 +423,20 @@ class JaxEngine(JaxCheckpointMixin, TrainingEngine):
             n=float(group_size) if group_size > 1 else None,
             update=update,
         )
-        self._before.append(before)
         return vec
 
     def finalize(self, ok: bool, grads_finite: bool = True) -> None:
-        # a non-finite-gradient update was already skipped on the device
-        before = self._before.popleft()
-        if not ok:  # back to the state before the failed step; later steps are dropped
-            self.params, self.opt_state, self.acc = before
-            self._before.clear()
+        # a non-finite-gradient update was already skipped on the device; after a
+        # non-finite loss the state already is the one from before that step (the
+        # flag froze it), the accumulated gradients of its group are dropped
+        if not ok:
+            self.reset_pipeline()
+
+    def reset_pipeline(self) -> None:
+        """Forget accumulated gradients and the non-finite-loss flag (start of a fit,
+        after a failed step, after loading a checkpoint)."""
+        self.acc = None
+        self._bad = self._no_bad
 
     def state_note(self) -> str:
         leaves = jax.tree_util.tree_leaves(self.params)
@@ -405,8 +445,7 @@ class JaxEngine(JaxCheckpointMixin, TrainingEngine):
         return ""
 
     def begin_fit(self) -> None:
-        self.acc = None
-        self._before.clear()
+        self.reset_pipeline()
 
     def eval_step(self, batch: PreparedBatch, args: StepArgs) -> Any:
         if self._inference is None:
@@ -435,6 +474,11 @@ class JaxEngine(JaxCheckpointMixin, TrainingEngine):
         return np.asarray(vec).tolist()
 
     def to_host_many(self, vecs: list[Any]) -> list[list[float]]:
+        if self._cpu:
+            # one array at a time, oldest first: each waits only for its own step (a
+            # jitted stack would queue behind every step in flight), ~1.4 µs a vector
+            # against ~9 µs through device_get
+            return [np.asarray(v).tolist() for v in vecs]
         return [np.asarray(v).tolist() for v in jax.device_get(vecs)]
 
     def optimizer_lrs(self) -> list[float]:

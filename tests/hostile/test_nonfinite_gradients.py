@@ -178,6 +178,40 @@ def test_train_step_carries_the_flag_in_the_metrics_vector(backend_name: str) ->
     assert out == [True, False]
 
 
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_nan_loss_with_later_steps_in_flight_leaves_the_state_before_it(
+        backend_name: str, accumulation: int) -> None:
+    """A non-finite loss at step 6 (epoch 1, batch 1) while steps 7 and 8 — finite —
+    are already dispatched (JAX runs ahead of the host; with accumulation 2 step 6 ends
+    a group): parameters AND optimizer state are those after step 5, as from a run that
+    only ever saw steps 1..5 (with accumulation 2 step 5 is only accumulated: the state
+    after step 4)."""
+    x, y = _data()
+    batches = [(x[i * 16:(i + 1) * 16], y[i * 16:(i + 1) * 16]) for i in range(BATCHES)]
+
+    def nan_at(bad: int) -> Any:
+        def loss_fn(outputs: Any, lifted: Any, global_step: Any = None) -> Any:
+            P, Q = outputs
+            fit = implicit_loss(P, Q, *lifted)
+            if backend_name == "torch":
+                return fit * (float("nan") if global_step == bad else 1.0)
+            import jax.numpy as jnp
+
+            return jnp.where(global_step == bad, jnp.nan, fit)
+
+        return loss_fn
+
+    tr = _trainer(backend_name, batches, nan_at(6), gradient_accumulation_steps=accumulation)
+    with pytest.raises(FloatingPointError, match=r"at step 6 \(epoch 1, batch 1"):
+        tr.fit(epochs=3)
+    assert tr.global_step == 5
+    good = batches + batches[:1] if accumulation == 1 else batches
+    ref = _trainer(backend_name, good, nan_at(-1), gradient_accumulation_steps=accumulation)
+    ref.fit(epochs=1)
+    for a, b in zip(_params(tr) + _opt_state(tr), _params(ref) + _opt_state(ref), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_nan_loss_message_is_true_when_parameters_already_overflowed(backend_name: str) -> None:
     """SGD with a huge step overflows the parameters to ±inf with FINITE gradients; the
     next loss is NaN. The error must not pretend the kept parameters are healthy."""

@@ -12,7 +12,8 @@ wherever the true gradient is representable), by three rules:
   stop-gradient constant). The division is exact, so every product and square of the
   scaled tuple rounds exactly like the unscaled formula (bit for bit, unless the
   unscaled formula over- or underflows), and the loss — homogeneous in each tuple —
-  is unchanged.
+  is unchanged. :func:`scaled_pair` scales a tuple and flushes its subnormal
+  components (:func:`daz`) in one pass.
 * **Saturation.** Every element of every loss is at most ``S`` (:attr:`Limits.sat`):
   ``2^⌊E/2⌋⁻²`` with ``E = ⌊log2 finfo.max⌋`` of the computation dtype —
   ``2^509 ≈ 1.7e153`` (float64), ``2^61 ≈ 2.3e18`` (float32, bfloat16) — and
@@ -32,7 +33,7 @@ from zpml_core._registry import Backend
 from zpml_core._xp import Array, Namespace
 
 __all__ = ["Limits", "clamp", "daz", "gamma_value", "limits", "maxabs", "mean", "numel",
-           "pair_scale"]
+           "pair_scale", "scaled_pair"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ class Limits:
     den_floor: float
     den_floor_c: float
     g_cap: float
+    # sign_consistency_loss: with sqrt(gamma) at least ``sign_flush_root`` (2^(3p) smallest
+    # normals) a subnormal operand cannot change the value, so no flush is needed
+    sign_flush_root: float
 
 
 _LIMITS: dict[tuple[int, Any, Any], Limits] = {}
@@ -105,6 +109,7 @@ def limits(xp: Namespace, dtype: Any, out: Any = None) -> Limits:
         lo=math.ldexp(tiny, p), ufp_k=1.0 - math.ldexp(1.0, 1 - p),
         ufp_mul=math.ldexp(1.0, p - 2),
         den_floor=e_max / s_calc, den_floor_c=e_max_c / s_calc, g_cap=math.sqrt(fmax / 4),
+        sign_flush_root=math.ldexp(tiny, 3 * p),
     )
     if not traced:
         _LIMITS[key] = lim
@@ -147,6 +152,17 @@ def maxabs(a: Array, *, xp: Namespace, cplx: bool) -> Array:
     return xp.abs(a)
 
 
+def _scale(m: Array, *, xp: Namespace, lim: Limits) -> Array:
+    """The power of two ``r`` of :func:`pair_scale` from the (detached) largest component
+    magnitude ``m``; NaN where ``m`` is NaN or ``+inf``."""
+    y = m + lim.lo
+    r = (y - xp.abs(y * lim.ufp_k)) * lim.ufp_mul
+    # ``min(r, y)`` is ``r`` (``r <= y``; NaN for y = inf) and keeps XLA from folding
+    # ``ufp_mul`` into later products (``a·b·a·b`` would become ``(u·v)²·ufp_mul⁴``, whose
+    # ``(u·v)²`` underflows)
+    return xp.minimum(r, y)
+
+
 def pair_scale(a: Array, b: Array, *, xp: Namespace, be: Backend, lim: Limits,
                cplx: bool) -> Array:
     """A power of two ``r`` with ``max(|a|, |b|)/r ∈ [1, 4)`` (a stop-gradient constant).
@@ -162,14 +178,41 @@ def pair_scale(a: Array, b: Array, *, xp: Namespace, be: Backend, lim: Limits,
     keeps compilers from contracting ``y − y·k`` into a fused multiply-add (XLA does),
     which would not round. ``lo = tiny·2^p`` keeps ``r``
     normal: tuples below it (about 2e-292 float64, 2e-31 float32; zero tuples included)
-    are divided by ``r ≈ lo`` and keep smaller scaled components.
+    are divided by ``r ≈ lo`` and keep smaller scaled components. ``lo`` also absorbs a
+    subnormal component (it is below ``ulp(lo)/2``), so a tuple and its :func:`daz`
+    flushed copy have the same scale. NaN or ``±inf`` components give ``r = NaN``.
     """
     sg = be.stop_gradient
-    y = xp.maximum(maxabs(sg(a), xp=xp, cplx=cplx), maxabs(sg(b), xp=xp, cplx=cplx)) + lim.lo
-    r = (y - xp.abs(y * lim.ufp_k)) * lim.ufp_mul
-    # the select keeps XLA from folding ``ufp_mul`` into later products (``a·b·a·b``
-    # would become ``(u·v)²·ufp_mul⁴``, whose ``(u·v)²`` underflows); NaN/inf stay as y
-    return sg(xp.where(y < math.inf, r, y))
+    return _scale(xp.maximum(maxabs(sg(a), xp=xp, cplx=cplx), maxabs(sg(b), xp=xp, cplx=cplx)),
+                  xp=xp, lim=lim)
+
+
+def scaled_pair(a: Array, b: Array, *, xp: Namespace, be: Backend, lim: Limits,
+                cplx: bool) -> tuple[Array, Array, Array]:
+    """``(a'/r, b'/r, r)``: the tuple with subnormal components flushed (``a'``,
+    :func:`daz`) divided by its :func:`pair_scale` ``r``.
+
+    Real tuples in one pass: each component's ``|·|`` serves both the scale and the
+    subnormal test ``|a| < tiny``, and the flush acts on the scaled value — on autodiff
+    backends ``a/r − sg(a/r)`` (zero, with the derivative ``1/r`` of ``a/r``: the
+    gradient of ``a`` that :func:`daz` keeps), on forward-only backends a selected 0.
+    The flushed zero is ``+0`` (the losses only use it in products and squares).
+    """
+    if cplx:
+        a, b = (daz(v, xp=xp, be=be, lim=lim, cplx=True) for v in (a, b))
+        r = pair_scale(a, b, xp=xp, be=be, lim=lim, cplx=True)
+        return a / r, b / r, r
+    sg = be.stop_gradient
+    ma, mb = xp.abs(sg(a)), xp.abs(sg(b))
+    r = _scale(xp.maximum(ma, mb), xp=xp, lim=lim)
+    an, bn = a / r, b / r
+    if be.supports_autodiff:
+        an = an - xp.where(ma < lim.tiny, sg(an), 0.0)
+        bn = bn - xp.where(mb < lim.tiny, sg(bn), 0.0)
+    else:
+        an = xp.where(ma < lim.tiny, 0.0, an)
+        bn = xp.where(mb < lim.tiny, 0.0, bn)
+    return an, bn, r
 
 
 def daz(x: Array, *, xp: Namespace, be: Backend, lim: Limits, cplx: bool) -> Array:

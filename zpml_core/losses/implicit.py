@@ -17,9 +17,9 @@ def implicit_elements(P: Array, Q: Array, Yn: Array, Yd: Array, *, xp: Namespace
                       lim: Limits) -> Array:
     """Per-element ``e / (s + gamma)`` in scaled form (operands in ``lim.cdt``).
 
-    ``(P, Q)`` is divided by the power of two ``A`` and ``(Y_n, Y_d)`` by ``B``
-    (:func:`_safe.pair_scale`); ``e`` and ``s`` are homogeneous of degree 2 in each
-    tuple, so ``e/(s + gamma) = e'/(s' + gamma/(A·B)²)`` with the scaled ``e', s'``
+    ``(P, Q)`` is divided by the power of two ``A`` and ``(Y_n, Y_d)`` by ``B``, subnormal
+    components flushed (:func:`_safe.scaled_pair`); ``e`` and ``s`` are homogeneous of
+    degree 2 in each tuple, so ``e/(s + gamma) = e'/(s' + gamma/(A·B)²)`` with the scaled ``e', s'``
     (exact: power-of-two scaling). The scaled gamma term is capped at ``lim.g_cap²``
     (finite for tiny tuples, whose element is ``≈ 0`` either way) and the scaled
     denominator is floored at ``lim.den_floor`` (``2^-499`` float64, ``2^-51`` float32;
@@ -27,11 +27,9 @@ def implicit_elements(P: Array, Q: Array, Yn: Array, Yd: Array, *, xp: Namespace
     value wherever that is below ``S/2^11`` (complex ``S/2^13``), and at most ``S``.
     Scales are stop-gradient constants: the gradient is that of the formula.
     """
-    P, Q, Yn, Yd = (_safe.daz(v, xp=xp, be=be, lim=lim, cplx=cplx) for v in (P, Q, Yn, Yd))
-    a = _safe.pair_scale(P, Q, xp=xp, be=be, lim=lim, cplx=cplx)
-    b = _safe.pair_scale(Yn, Yd, xp=xp, be=be, lim=lim, cplx=cplx)
-    p, q = P / a, Q / a
-    yn, yd = Yn / b, Yd / b
+    # subnormal operands are flushed (semantics: they count as signed zeros)
+    p, q, a = _safe.scaled_pair(P, Q, xp=xp, be=be, lim=lim, cplx=cplx)
+    yn, yd, b = _safe.scaled_pair(Yn, Yd, xp=xp, be=be, lim=lim, cplx=cplx)
     # e = |P·Y_d − Q·Y_n|²,  s = |Q·Y_d|² + |P·Y_n|²   (scaled)
     r = p * yd - q * yn
     u = q * yd

@@ -46,8 +46,19 @@ def sign_elements(P: Array, Q: Array, Yn: Array, Yd: Array, m: Array | None, *,
                   xp: Namespace, be: Backend, gamma: float, sqrt_g: float, eps: float,
                   cplx: bool, lim: Limits) -> tuple[Array, Array]:
     """``(1 − cos, mask)`` per element (0 off the mask), operands in the computation
-    dtype. Each tuple is scaled before the dot product, so nothing overflows."""
-    P, Q, Yn, Yd = (_safe.daz(v, xp=xp, be=be, lim=lim, cplx=cplx) for v in (P, Q, Yn, Yd))
+    dtype. Each tuple is scaled before the dot product, so nothing overflows.
+
+    Subnormal operands count as zeros (:func:`_safe.daz`). The flush is needed only when
+    ``sqrt(gamma)`` is below ``lim.sign_flush_root = tiny·2^(3p)`` (``gamma = 0``
+    included; complex operands always flush): otherwise each tuple is divided by
+    ``m ≥ sqrt(gamma)``, so a subnormal component becomes ``|x/m| < 2^(-3p)`` next to
+    unit components ``≤ 1`` and a squared norm ``q ≥ 1``. Its products (``< 2^(-3p)``)
+    vanish in the rounding of every sum they enter unless that sum is below
+    ``2^(1-2p)``; then ``|cos| < 2^(-p-1)`` either way and ``1 − cos`` rounds to 1 —
+    the value is bit for bit that of the flushed operands.
+    """
+    if cplx or sqrt_g < lim.sign_flush_root:
+        P, Q, Yn, Yd = (_safe.daz(v, xp=xp, be=be, lim=lim, cplx=cplx) for v in (P, Q, Yn, Yd))
     if m is None:
         # fin(|Y_d|) & |Y_d| ≤ eps: the comparison is already False for NaN and ±inf
         m = xp.abs(be.stop_gradient(Yd)) <= eps
@@ -59,8 +70,8 @@ def sign_elements(P: Array, Q: Array, Yn: Array, Yd: Array, m: Array | None, *,
     ynn, ydn, q_targ = _unit(yn, yd, xp=xp, be=be, gamma=gamma, sqrt_g=sqrt_g, cplx=cplx)
     dot = xp.real(pn * xp.conj(ynn) + qn * xp.conj(ydn)) if cplx else pn * ynn + qn * ydn
     # NaN propagates; at exactly ±1 (possible once gamma/s² is below rounding) the
-    # gradient passes, identically in torch and JAX
-    cos = _common.clip(dot / (xp.sqrt(q_pred) * xp.sqrt(q_targ)), -1.0, 1.0, xp=xp, be=be)
+    # gradient passes, identically in torch and JAX. q_pred·q_targ ≤ 25: one square root
+    cos = _common.clip(dot / xp.sqrt(q_pred * q_targ), -1.0, 1.0, xp=xp, be=be)
     return xp.where(m, 1.0 - cos, 0.0), m
 
 

@@ -101,9 +101,10 @@ class TrainingEngine:
         raise NotImplementedError
 
     # -- steps --------------------------------------------------------------------------
-    #: how many train steps may run before the loop reads their metrics back: 1 =
-    #: synchronous (eager torch); larger values let a jitted backend run ahead and
-    #: transfer the metrics of several steps at once (JAX)
+    #: how many train steps may be in flight before the loop reads metrics back: 1 =
+    #: synchronous (eager torch); larger values let a jitted backend run ahead (JAX):
+    #: the loop then reads the older half of the in-flight steps (one host transfer per
+    #: :meth:`to_host_many` call) while the newer half keeps the device busy
     pipeline_depth: int = 1
 
     def train_step(self, batch: PreparedBatch, args: StepArgs, *, update: bool, group_size: int) -> Array:
@@ -125,8 +126,9 @@ class TrainingEngine:
         gradients were finite). ``finalize(False, ...)`` (its loss was not
         finite): the engine must be left with the parameters and optimizer state from
         before that step, with any later in-flight step without effect — eager engines
-        apply updates only in ``finalize``; pipelined engines restore the state they
-        kept (by reference) from before that step."""
+        apply updates only in ``finalize``; pipelined engines either restore a state
+        kept from before that step or (JAX) never change it: a non-finite loss freezes
+        the state on the device for that step and every later one."""
         raise NotImplementedError
 
     def finalize(self, ok: bool, grads_finite: bool = True) -> None:

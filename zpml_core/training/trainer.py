@@ -398,7 +398,8 @@ class SCMTrainer(CheckpointMixin):
                 if update:
                     n = 0
                 if len(inflight) >= depth:
-                    self._drain(inflight, logs)
+                    # the older half: the newer steps keep the device busy meanwhile
+                    self._drain(inflight, logs, count=(depth + 1) // 2)
                 batch = nxt
                 index += 1
             self._drain(inflight, logs)
@@ -427,13 +428,18 @@ class SCMTrainer(CheckpointMixin):
         self.current_epoch = epoch + 1
         return logs
 
-    def _drain(self, inflight: deque[_InFlight], logs: list[dict[str, float]]) -> None:
-        """Read the in-flight steps' metrics (one host transfer), check, log, in order."""
+    def _drain(self, inflight: deque[_InFlight], logs: list[dict[str, float]],
+               count: int | None = None) -> None:
+        """Read the metrics of the ``count`` oldest in-flight steps (all by default) in
+        one host transfer, check and log them, in order."""
         if not inflight:
             return
         engine = self.engine
-        recs = list(inflight)
-        inflight.clear()
+        if count is None or count >= len(inflight):
+            recs = list(inflight)
+            inflight.clear()
+        else:
+            recs = [inflight.popleft() for _ in range(count)]
         all_values = engine.to_host_many([r.vec for r in recs])
         for rec, values in zip(recs, all_values, strict=True):
             self._finalize(rec, values, logs)
