@@ -294,6 +294,8 @@ class JaxEngine(JaxCheckpointMixin, TrainingEngine):
             a = a.detach().cpu().numpy()
         if isinstance(a, np.ndarray) or np.isscalar(a):
             arr = np.asarray(a)
+            if arr.dtype in _WIDE and not jax.config.jax_enable_x64:
+                _warn_x32(arr.dtype)
             return jnp.asarray(arr) if self.device is None else jax.device_put(arr, self.device)
         return a
 
@@ -521,3 +523,25 @@ class JaxTraining(TrainingSupport):
 
     def read_metadata(self, path: str) -> dict[str, Any]:
         return read_metadata(path)
+
+
+class X32Warning(UserWarning):
+    """JAX runs in 32-bit mode: 64-bit training data is converted to 32 bits."""
+
+
+_WIDE = frozenset(np.dtype(t) for t in (np.float64, np.complex128, np.int64, np.uint64))
+_X32_WARNED: list[bool] = []
+
+
+def _warn_x32(dtype: Any) -> None:
+    """Warn once per process that JAX (``jax_enable_x64`` off) turns ``dtype`` data into
+    its 32-bit counterpart — silently, as ``jnp.asarray`` does."""
+    if _X32_WARNED:
+        return
+    _X32_WARNED.append(True)
+    warnings.warn(
+        f"JAX runs in 32-bit mode (jax_enable_x64 is off): the {dtype} training data "
+        "becomes 32-bit. Enable 64-bit with jax.config.update('jax_enable_x64', True) "
+        "before creating any array, or pass 32-bit data to silence this.",
+        X32Warning, stacklevel=3,
+    )
