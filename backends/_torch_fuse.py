@@ -24,8 +24,11 @@ payload positions and signed zeros — in every dtype, at every input size.
   fuse is thus decided by their code, per signature, with no list of kernel names.
 * Floating point contraction (FMA) and unsafe math stay off, and inductor rounds each
   float16/bfloat16 intermediate exactly as eager does (``emulate_precision_casts``).
-  Inductor emits plain C++ loops (``cpp.simdlen=0``; the C++ compiler vectorises them,
-  without reassociation).
+* Inductor's own vector code (its C++ loops are compiled with GCC's loop vectoriser
+  off, so a scalar loop stays scalar). Before compiling, the captured graph is rewritten
+  into the form that code handles well (``_torch_graph``: Boolean logic as nested
+  ``where``, ``isfinite(a)`` as ``(a − a) == 0``, bool outputs written as uint8 and
+  viewed as bool) — identities, so the bits are unchanged.
 * Complex dtypes are not fused (aten and inductor compute complex products and
   quotients with different formulas); neither are integer ones (in the generated C++,
   signed overflow is undefined behaviour, which the compiler may assume never happens,
@@ -49,13 +52,16 @@ is issued per process. Warnings raised by torch internals while compiling are
 suppressed (they are not the caller's).
 
 Environment: ``ZPML_TORCH_FUSE=0`` disables fusion; ``ZPML_TORCH_FUSE_MIN_NUMEL``
-changes the size threshold (default 131072 elements). Both are read when the adapter is
+changes the size threshold (default 8192 elements; kernels that call a library function
+such as ``log`` or ``sqrt`` fuse from ``LIBRARY_FACTOR`` = 4 times it, where their fused
+form starts to beat the eager one). Both are read when the adapter is
 created (at ``import zpml_core``); an invalid threshold raises ``ValueError`` naming the
 variable at the first call that could fuse.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import sys
@@ -65,7 +71,13 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-DEFAULT_MIN_NUMEL = 1 << 17
+from zpml_backends._torch_graph import bool_outputs, is_library_call, vectorisable_masks
+
+DEFAULT_MIN_NUMEL = 1 << 13
+#: kernels whose graphs call a library function (``zpml::eager_*``: log, sqrt, ...) fuse
+#: from ``LIBRARY_FACTOR · min_numel`` elements: their fused form runs two loops around
+#: an extern call, which costs more than a short eager kernel below that size
+LIBRARY_FACTOR = 4
 #: at most this many compiled signatures per kernel; further ones run eagerly
 MAX_SIGNATURES = 64
 
@@ -96,10 +108,6 @@ _INDUCTOR_OPTIONS: dict[str, Any] = {
     "emulate_precision_casts": True,  # round float16/bfloat16 intermediates as eager does
     "cpp.enable_floating_point_contract_flag": "off",  # no FMA contraction
     "cpp.enable_unsafe_math_opt_flag": False,
-    # plain C++ loops (the C++ compiler vectorises them) instead of inductor's explicit
-    # SIMD code, whose boolean-mask handling made SCM kernels 3–10x slower (1e6 float64
-    # elements, AVX-512: div 11.2 → 3.2 ms, strict_inference 30.3 → 3.0 ms)
-    "cpp.simdlen": 0,
 }
 
 
@@ -148,7 +156,7 @@ def _exact_graph(gm: Any) -> bool:
             return False
         # zpml::eager_* (``_torch_fused_ns``): aten's own eager function, opaque to
         # inductor, so its values are the eager ones by construction
-        opaque = getattr(node.target, "namespace", None) == "zpml"
+        opaque = is_library_call(node)
         if not (opaque or _op_name(node) in EXACT_OPS):
             return False
         val = node.meta.get("example_value")
@@ -172,7 +180,7 @@ def _flat(arrays: tuple[Any, ...]) -> Iterator[Any]:
 class _KernelState:
     """Per-kernel bookkeeping (created eagerly, never under tracing)."""
 
-    __slots__ = ("broken", "decision", "entries", "exact", "name")
+    __slots__ = ("broken", "decision", "entries", "exact", "library", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -182,6 +190,7 @@ class _KernelState:
         self.entries: dict[Any, Callable[..., Any]] = {}
         self.exact: dict[bool, int] = {True: 0, False: 0}  # graphs fused / not fused
         self.decision: bool | None = None  # set by the compile backend
+        self.library = False  # a fused graph calls a library function (LIBRARY_FACTOR)
 
 
 class TorchFuser:
@@ -229,7 +238,7 @@ class TorchFuser:
                     self._wrapped[kernel] = wrapped
         return wrapped
 
-    def _eager_only(self, arrays: tuple[Any, ...]) -> bool:
+    def _eager_only(self, arrays: tuple[Any, ...], min_numel: int) -> bool:
         import torch
 
         if torch._C._are_functorch_transforms_active():
@@ -238,20 +247,18 @@ class TorchFuser:
             return True
         if torch._C._get_tracing_state() is not None:  # torch.jit.trace
             return True
-        from torch.utils._python_dispatch import _get_current_dispatch_mode
-
-        if _get_current_dispatch_mode() is not None:  # fake/proxy/functional modes
+        if torch._C._len_torch_dispatch_stack() > 0:  # fake/proxy/functional modes
             return True
         grad = torch.is_grad_enabled()
         big = False
         for t in _flat(arrays):
             if t is None:
                 continue
-            if type(t) is not torch.Tensor or t.device.type != "cpu" or t.is_complex():
+            if type(t) is not torch.Tensor or not t.is_cpu or t.is_complex():
                 return True
             if grad and t.requires_grad:
                 return True
-            if t.numel() >= self.min_numel:
+            if t.numel() >= min_numel:
                 big = True
         return not big
 
@@ -267,9 +274,13 @@ class TorchFuser:
                 return gm.forward  # the captured aten ops, as eager runs them
             from torch._inductor.compile_fx import compile_fx
 
-            fused = compile_fx(gm, example_inputs, config_patches=dict(_INDUCTOR_OPTIONS))
+            if any(is_library_call(node) for node in gm.graph.nodes):
+                state.library = True
+            as_bytes = vectorisable_masks(gm)
+            fused: Callable[..., Any] = compile_fx(  # type: ignore[assignment]
+                gm, example_inputs, config_patches=dict(_INDUCTOR_OPTIONS))
             state.exact[True] += 1
-            return fused
+            return bool_outputs(fused, as_bytes) if as_bytes else fused
 
         def first_call(key: Any, arrays: tuple[Any, ...], static: dict[str, Any]) -> Any:
             """Compile a copy of the kernel for a new signature and run it. Warnings
@@ -296,7 +307,8 @@ class TorchFuser:
 
         @functools.wraps(kernel)
         def run(*arrays: Any, **static: Any) -> Any:
-            if state.broken or self._eager_only(arrays):
+            min_numel = self.min_numel * (LIBRARY_FACTOR if state.library else 1)
+            if state.broken or self._eager_only(arrays, min_numel):
                 return kernel(*arrays, **static)
             key = _signature(arrays, static)
             entry = state.entries.get(key)
@@ -333,13 +345,19 @@ class TorchFuser:
 
 
 def _with_fused_namespace(static: dict[str, Any]) -> dict[str, Any]:
-    """The static arguments with ``xp`` = the fuser's namespace (``_torch_fused_ns``)."""
+    """The static arguments of a fused call: ``xp`` = the fuser's namespace
+    (``_torch_fused_ns``) and ``be`` = the adapter's forward-only twin
+    (:func:`forward_only`)."""
     compat = sys.modules.get("array_api_compat.torch")
     if compat is None or static.get("xp") is not compat:
         return static
     from zpml_backends import _torch_fused_ns
 
-    return {**static, "xp": _torch_fused_ns}
+    out = {**static, "xp": _torch_fused_ns}
+    be = static.get("be")
+    if be is not None and be.supports_autodiff:
+        out["be"] = forward_only(be)
+    return out
 
 
 def _with_compat_namespace(static: dict[str, Any]) -> dict[str, Any]:
@@ -349,7 +367,38 @@ def _with_compat_namespace(static: dict[str, Any]) -> dict[str, Any]:
         return static
     import array_api_compat.torch as compat
 
-    return {**static, "xp": compat}
+    out = {**static, "xp": compat}
+    be = static.get("be")
+    if be is not None and getattr(be, "_autodiff_twin", None) is not None:
+        out["be"] = be._autodiff_twin
+    return out
+
+
+_FORWARD_ONLY: dict[Any, Any] = {}
+_FORWARD_ONLY_LOCK = threading.Lock()
+
+
+def forward_only(be: Any) -> Any:
+    """The adapter ``be`` with ``supports_autodiff = False`` (one per adapter; same
+    state, same methods): what fused calls hand to the kernels. A fused call never needs
+    a derivative (its inputs require no grad, no transform or forward-mode level is
+    active), so kernels take their forward-only branch, which computes the same values
+    as the autodiff branch with fewer operations (the sanitising of differentiated
+    operands before arithmetic is what the autodiff branch adds); the differential tests
+    of fused against eager calls hold the two branches to the same bits."""
+    fwd = _FORWARD_ONLY.get(be)
+    if fwd is None:
+        with _FORWARD_ONLY_LOCK:
+            fwd = _FORWARD_ONLY.get(be)
+            if fwd is None:
+                cls = type(be)
+                twin = type(f"{cls.__name__}ForwardOnly", (cls,),
+                            {"supports_autodiff": False, "__module__": __name__})
+                fwd = copy.copy(be)
+                fwd.__class__ = twin
+                fwd._autodiff_twin = be
+                _FORWARD_ONLY[be] = fwd
+    return fwd
 
 
 def _static_key(v: Any) -> Any:
@@ -368,6 +417,9 @@ def _static_key(v: Any) -> Any:
         return (type(v), id(v))
 
 
+_NO_SMALL_AXES: dict[int, tuple[int, ...]] = {}
+
+
 def _signature(arrays: tuple[Any, ...], static: dict[str, Any]) -> tuple[Any, ...]:
     """What a compiled copy is specialised on: dtypes, ranks, size-0/1 axes (Dynamo
     specialises those), contiguity and the static arguments."""
@@ -375,8 +427,14 @@ def _signature(arrays: tuple[Any, ...], static: dict[str, Any]) -> tuple[Any, ..
     for t in _flat(arrays):
         if t is None:
             parts.append(None)
+            continue
+        shape = t.shape
+        if not shape or min(shape) >= 2:  # the common case, without a generator
+            dims = _NO_SMALL_AXES.get(len(shape)) or _NO_SMALL_AXES.setdefault(
+                len(shape), (2,) * len(shape))
         else:
-            parts.append((t.dtype, tuple(min(n, 2) for n in t.shape), t.is_contiguous()))
+            dims = tuple(min(n, 2) for n in shape)
+        parts.append((t.dtype, dims, t.is_contiguous()))
     statics = tuple(sorted((k, _static_key(v)) for k, v in static.items()))
     return (tuple(parts), statics)
 
@@ -399,5 +457,5 @@ def _compile_copy(kernel: Callable[..., Any], n: int, backend: Any) -> Callable[
     return torch.compile(copy, backend=backend, dynamic=True, fullgraph=True)
 
 
-__all__ = ["DEFAULT_MIN_NUMEL", "EXACT_OPS", "FusionUnavailableWarning", "TorchFuser",
-           "dynamo_tracing"]
+__all__ = ["DEFAULT_MIN_NUMEL", "EXACT_OPS", "LIBRARY_FACTOR", "FusionUnavailableWarning",
+           "TorchFuser", "dynamo_tracing"]

@@ -294,7 +294,7 @@ class JaxEngine(JaxCheckpointMixin, TrainingEngine):
             a = a.detach().cpu().numpy()
         if isinstance(a, np.ndarray) or np.isscalar(a):
             arr = np.asarray(a)
-            if arr.dtype in _WIDE and not jax.config.jax_enable_x64:
+            if arr.dtype in _WIDE and not jax.config.read("jax_enable_x64"):
                 _warn_x32(arr.dtype)
             return jnp.asarray(arr) if self.device is None else jax.device_put(arr, self.device)
         return a

@@ -6,7 +6,7 @@ the native expression on the same library and data (``x / y``, ``x * y``, ``log(
 
 * numpy and torch (CPU), with the fused fast path of ``zpml-core[fast]`` (numba) and
   without it (``fast=off``: the array-API kernels, numpy blocked, torch fused by inductor
-  from 2^17 elements), torch with 1 intra-op thread and with its default;
+  from 2^13 elements, 2^15 for log/sqrt-type kernels), torch with 1 intra-op thread and with its default;
 * jax eager and under ``jax.jit`` (the library's own fusion; float64 enabled);
 * zeroproofml 0.6.1's ``scm_div``/``strict_inference`` where it is importable (reference).
 

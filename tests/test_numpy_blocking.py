@@ -2,11 +2,16 @@
 
 Every layout-marked kernel is run with a tiny block (so a 1000-row call is split into
 many blocks, with a ragged last block) and whole (``ZPML_NUMPY_BLOCK=0``); masks,
-values, NaN positions and signs of zero must be bit-identical.
+values, NaN positions and signs of zero must be bit-identical. And the heap the
+kernels' temporaries live in is kept between calls (``prepare_heap``: no page faults).
 """
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -151,3 +156,38 @@ def test_bad_block_size(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ZPML_NUMPY_BLOCK", "lots")
     with pytest.raises(ValueError, match="ZPML_NUMPY_BLOCK"):
         scm.div(X, Y)
+
+
+_HEAP_PROBE = """
+import resource, sys
+import numpy as np
+from zpml_backends import _chunked
+if sys.argv[1] == "unprepared":
+    _chunked._heap_prepared = True  # pretend it was done: glibc's thresholds stay low
+from zpml_core import scm
+rng = np.random.default_rng(0)
+x, y = rng.standard_normal(100_000), rng.standard_normal(100_000)
+for _ in range(3):
+    scm.div(x, y)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    scm.div(x, y)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="glibc's dynamic malloc thresholds")
+def test_heap_is_kept_between_calls() -> None:
+    # 10^5 float64 elements run whole (below the blocking threshold): ~20 temporaries of
+    # 800 KB. Without prepare_heap glibc trims the heap after every call and the next
+    # call page-faults it back (~1000 faults per call); with it, none.
+    env = {**os.environ, "ZPML_FAST": "0"}
+
+    def faults(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", _HEAP_PROBE, mode], env=env,
+                             capture_output=True, text=True, timeout=120, check=True)
+        return int(out.stdout.split()[-1])
+
+    assert faults("unprepared") > 2000  # the failure this guards against is real here
+    assert faults("prepared") < 200

@@ -112,3 +112,94 @@ def test_grad_and_small_inputs_stay_eager(backend) -> None:
     v.sum().backward()
     assert torch.isfinite(x.grad).all()
     assert not seen() - before  # nothing was even captured by torch.compile
+
+
+# --- the graph rewrite that makes inductor's vector code fast (_torch_graph) ---
+
+def _graph_ops(gm) -> set[str]:
+    import operator
+
+    names = set()
+    for node in gm.graph.nodes:
+        if node.op == "call_function":
+            t = node.target
+            names.add({operator.and_: "and_", operator.or_: "or_", operator.xor: "xor",
+                       operator.invert: "invert"}.get(t, getattr(t, "__name__", str(t))))
+        elif node.op == "call_method":
+            names.add(node.target)
+    return names
+
+
+def test_rewrite_removes_mask_logic_and_writes_bool_outputs_as_bytes() -> None:
+    # Boolean algebra and isfinite are rewritten into selections and one subtraction,
+    # bool outputs into uint8: the rewritten graph (run as it is, uncompiled) gives the
+    # eager results bit for bit on inf/NaN/signed-zero data, once the bytes are viewed
+    # as bool.
+    from zpml_backends._torch_graph import vectorisable_masks
+
+    seen: dict = {}
+
+    def capture(gm, example_inputs):
+        seen["before"] = _graph_ops(gm)
+        seen["positions"] = vectorisable_masks(gm)
+        seen["after"] = _graph_ops(gm)
+        return gm.forward
+
+    def f(x, y):
+        a, b = x < y, torch.isfinite(x - y)
+        return x * 2.0, a & b, ~(a | b), a ^ b, torch.where(~a, x, y)
+
+    a = torch.from_numpy(X)
+    b = torch.from_numpy(Y)
+    got = torch.compile(f, backend=capture, fullgraph=True, dynamic=True)(a, b)
+    want = f(a, b)
+    assert {"and_", "or_", "xor", "invert", "isfinite"} <= seen["before"]
+    assert not {"and_", "or_", "xor", "invert", "isfinite"} & seen["after"]
+    assert seen["positions"] == [1, 2, 3]
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        if i in seen["positions"]:
+            assert g.dtype == torch.uint8
+            g = g.view(torch.bool)
+        assert g.dtype == w.dtype
+        assert torch.equal(g.view(torch.uint8) if g.dtype == torch.bool else
+                           g.view(torch.int64), w.view(torch.uint8) if w.dtype == torch.bool
+                           else w.view(torch.int64)), i
+
+
+def test_fused_calls_use_the_forward_only_branch(backend) -> None:
+    import array_api_compat.torch as compat
+    from zpml_backends._torch_fuse import _with_compat_namespace, _with_fused_namespace
+
+    static = {"xp": compat, "be": backend}
+    fused = _with_fused_namespace(static)
+    twin = fused["be"]
+    assert twin.supports_autodiff is False and backend.supports_autodiff is True
+    assert isinstance(twin, type(backend)) and twin._fuser is backend._fuser
+    assert _with_fused_namespace(static)["be"] is twin  # one twin per adapter
+    assert _with_compat_namespace(fused) == static
+
+
+def test_library_kernels_fuse_from_a_larger_size(backend, monkeypatch: pytest.MonkeyPatch
+                                                 ) -> None:
+    # a kernel that calls a library function (log: an extern call between two loops)
+    # fuses from LIBRARY_FACTOR · min_numel elements, an arithmetic one from min_numel
+    from zpml_backends import _torch_fuse as tf
+
+    fresh = tf.TorchFuser()
+    fresh.min_numel = 64
+    monkeypatch.setattr(backend, "_fuser", fresh)
+    used: list[int] = []
+    real = fresh._eager_only
+
+    def spy(arrays, min_numel):
+        used.append(min_numel)
+        return real(arrays, min_numel)
+
+    monkeypatch.setattr(fresh, "_eager_only", spy)
+    a = torch.from_numpy(X[:100].copy())
+    scm.log(a)  # 100 ≥ 64: compiled; the graph calls zpml::eager_unary
+    assert fresh.fused_graphs() == 1 and used[-1] == 64
+    scm.log(a)
+    assert used[-1] == 64 * tf.LIBRARY_FACTOR  # 100 elements: eager from now on
+    scm.div(a, a)
+    assert used[-1] == 64 and fresh.fused_graphs() == 2

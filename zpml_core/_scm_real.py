@@ -12,8 +12,12 @@ Every kernel follows one evaluation order:
    mask nor a comparison that is differentiated — can meet ``0 · inf``. Gradients are
    exactly 0 at ⊥ and the analytic ones elsewhere.
 
-On forward-only backends (``not be.supports_autodiff``) step 2 reuses the detached
-result where the op would otherwise be evaluated twice (add/sub, mul, pow).
+On forward-only backends (``not be.supports_autodiff``; also torch's fused no-grad
+calls) step 2 reuses the detached result where the op would otherwise be evaluated twice
+(add/sub, mul, div, pow), nothing is sanitised where the result at ⊥ is discarded, and
+DAZ is a product with the 0/1 mask (:func:`scale`: ``v·1 = v``, ``v·0`` the signed zero
+of a finite ``v``) instead of a selection between ``v`` and ``v·0`` — fewer passes, the
+same bits.
 
 float16/bfloat16: a kernel whose mask depends on a result computes in float32 with the
 half dtype's constants and rounds once at the output; a single-op kernel with an exact
@@ -41,6 +45,20 @@ def keep(ok: Array, m1: Array | None, m2: Array | None = None) -> Array:
     return ok
 
 
+def scale(xp: Namespace, big: Array, like: Array) -> Array:
+    """The mask ``big`` as 1.0/0.0 in ``like``'s dtype: for a finite ``v``, ``v·scale``
+    is ``v`` where ``big`` and the signed zero ``v·0`` elsewhere (one product instead
+    of a selection between ``v`` and ``v·0``; forward-only kernels)."""
+    return xp.astype(big, like.dtype)
+
+
+def flush_scaled(xp: Namespace, c: _xp.FloatConsts, v: Array) -> Array:
+    """DAZ for forward-only kernels: ``v·1`` where ``|v| ≥ tiny``, else ``v·0`` (the
+    signed zero). Equals :func:`~zpml_core._daz.flush` for finite ``v``; a non-finite
+    ``v`` stays non-finite (``inf·1``, ``NaN·0``)."""
+    return v * scale(xp, xp.abs(v) >= c.tiny, v)
+
+
 @layout(ELEMENTWISE)
 def _k_add(x: Array, y: Array, mx: Array | None, my: Array | None, *, xp: Namespace,
           be: Backend, subtract: bool) -> tuple[Array, Array]:
@@ -49,12 +67,17 @@ def _k_add(x: Array, y: Array, mx: Array | None, my: Array | None, *, xp: Namesp
     # a normal.
     c = _xp.consts(xp, x.dtype)
     xd, yd = detached(xp, be, c, x), detached(xp, be, c, y)
+    if not be.supports_autodiff:
+        # forward only: the flush is a product with 1 or 0 (x·1 = x; x·0 is the signed
+        # zero where |x| < tiny); NaN/inf operands give a non-finite sum either way
+        xf, yf = flush_scaled(xp, c, xd), flush_scaled(xp, c, yd)
+        rd = xf - yf if subtract else xf + yf
+        ok = keep(finite(xp, c, rd), mx, my)
+        return narrow(xp, x.dtype, xp.where(ok, rd, 0.0)), ~ok
     xsub, ysub = xp.abs(xd) < c.tiny, xp.abs(yd) < c.tiny
     xf, yf = flush(xd, xsub, xp=xp), flush(yd, ysub, xp=xp)
     rd = xf - yf if subtract else xf + yf
     ok = keep(finite(xp, c, rd), mx, my)
-    if not be.supports_autodiff:
-        return narrow(xp, x.dtype, xp.where(ok, rd, 0.0)), ~ok
     xs = flush_attached(attached(xp, c, ok, x, 0.0), xsub, xp=xp, be=be)
     ys = flush_attached(attached(xp, c, ok, y, 0.0), ysub, xp=xp, be=be)
     # at ⊥ both operands are +0: +0 ± +0 = +0, the carrier
@@ -70,9 +93,11 @@ def _k_mul(x: Array, y: Array, mx: Array | None, my: Array | None, *,
     xd, yd = detached(xp, be, c, x), detached(xp, be, c, y)
     rd = xd * yd
     ok = keep(finite(xp, c, rd), mx, my)
-    sub = xp.minimum(xp.abs(xd), xp.abs(yd)) < c.tiny
+    small = xp.minimum(xp.abs(xd), xp.abs(yd))
     if not be.supports_autodiff:
-        return narrow(xp, x.dtype, xp.where(ok, xp.where(sub, rd * 0.0, rd), 0.0)), ~ok
+        # where ok, rd is finite: rd·1 = rd, and rd·0 is the signed zero (DAZ)
+        return narrow(xp, x.dtype, xp.where(ok, rd * scale(xp, small >= c.tiny, rd), 0.0)), ~ok
+    sub = small < c.tiny
     r = attached(xp, c, ok, x, 0.0) * attached(xp, c, ok, y, 0.0)
     return narrow(xp, x.dtype, flush_attached(r, sub, xp=xp, be=be)), ~ok
 
@@ -91,9 +116,11 @@ def _k_div(x: Array, y: Array, mx: Array | None, my: Array | None, *,
     ax, ay = xp.abs(xd), xp.abs(yd)
     yy = yd * yd
     ok = keep((yy >= c.tiny) & (ax <= yy * c.ovf) & xp.isfinite(ax - ay), mx, my)
-    if not be.supports_autodiff:  # forward only: the division at ⊥ is discarded
-        num = xp.where(ax >= c.tiny, xd, xd * 0.0)
-        return narrow(xp, x.dtype, xp.where(ok, num / yd, 0.0)), ~ok
+    if not be.supports_autodiff:
+        # forward only: the division at ⊥ is discarded; where ok, x/y is finite, so the
+        # DAZ numerator is a product: (x/y)·1, or (x/y)·0 = (x·0)/y, the signed zero
+        q = (xd / yd) * scale(xp, ax >= c.tiny, xd)
+        return narrow(xp, x.dtype, xp.where(ok, q, 0.0)), ~ok
     # numerator a signed zero where subnormal (DAZ); at ⊥ the quotient is +0/1 = +0
     num = flush_attached(attached(xp, c, ok, x, 0.0), ax < c.tiny, xp=xp, be=be)
     return narrow(xp, x.dtype, num / attached(xp, c, ok, y, 1.0)), ~ok
@@ -130,7 +157,8 @@ def _k_log(x: Array, m: Array | None, *, xp: Namespace, be: Backend) -> tuple[Ar
     c = _xp.consts(xp, x.dtype)
     xd = be.stop_gradient(x)
     ok = keep((xd >= c.tiny) & (xd <= c.max), m)
-    return xp.where(ok, xp.log(xp.where(ok, x, 1.0)), 0.0), ~ok
+    # log(1) = +0 exactly (every library, every float dtype): no second selection
+    return xp.log(xp.where(ok, x, 1.0)), ~ok
 
 
 @layout(ELEMENTWISE)
@@ -146,13 +174,19 @@ def _k_exp(x: Array, m: Array | None, *, xp: Namespace, be: Backend) -> tuple[Ar
 def _k_sqrt(x: Array, m: Array | None, *, xp: Namespace, be: Backend) -> tuple[Array, Array]:
     # ⊥ ⟺ mask ∨ ¬fin(x) ∨ x ≤ -tiny.  |x| < tiny is a signed zero: sqrt(±0) = ±0,
     # computed as a detached copysign(0, x) (gradient 0 there, DEVIATIONS §1).
+    # ok = -tiny < x ≤ max (= x ≥ tiny ∨ |x| < tiny, for finite and non-finite x alike);
+    # where ok, x < tiny is the signed zero.
     c = _xp.consts(xp, x.dtype)
     xd = be.stop_gradient(x)
-    pos = keep((xd >= c.tiny) & (xd <= c.max), m)
-    zero = keep(xp.abs(xd) < c.tiny, m)
+    below = xd <= c.max
+    ok = keep((xd > -c.tiny) & below, m)
+    if not be.supports_autodiff:
+        # forward only: sqrt(x·1) = sqrt(x); sqrt(x·0) = sqrt(±0) = ±0 (IEEE), the
+        # signed zero; sqrt(+0) = +0 at ⊥
+        return xp.sqrt(xp.where(ok, xd * scale(xp, xd >= c.tiny, xd), 0.0)), ~ok
+    pos = keep((xd >= c.tiny) & below, m)
     r = xp.sqrt(xp.where(pos, x, 1.0))
-    signed_zero = xp.where(zero, xd * 0.0, 0.0)
-    return xp.where(pos, r, signed_zero), ~(pos | zero)
+    return xp.where(pos, r, xp.where(ok, xd * 0.0, 0.0)), ~ok
 
 
 _F16_MAX = 65504.0

@@ -179,7 +179,8 @@ def _k_strict(
     sg = be.stop_gradient
     q_nd = Q.ndim
     k = max(P.ndim - q_nd, 0)
-    aq, ap = xp.abs(detached(xp, be, c, Q)), xp.abs(detached(xp, be, c, P))
+    qd, pd = detached(xp, be, c, Q), detached(xp, be, c, P)
+    aq, ap = xp.abs(qd), xp.abs(pd)
     semantic = aq < thr
     fault = ~(aq <= c.max)
     for v, t in zip(factors, factor_taus, strict=True):
@@ -193,18 +194,24 @@ def _k_strict(
     fault = fault | _any_trailing(p_bad, q_nd, xp=xp)
     bottom = fault | semantic
     bottom_e = _expand_trailing(bottom, k, xp=xp)
-    # the divisor gets the full (P-broadcast) shape through the where condition: XLA
-    # rewrites P / broadcast(q) as P * (1/q), which flushes 1/q for |q| > 1/tiny
-    q_safe = widen(xp, c, xp.where(bottom_e | (ap != ap), 1.0, _expand_trailing(Q, k, xp=xp)))
-    # numerator: zero at bottom (before any arithmetic), a signed zero where subnormal
-    # (DAZ); forward-only backends need no sanitising (the bottom quotient is discarded)
     if be.supports_autodiff:
+        # with P's trailing axes (k > 0) the divisor gets the full (P-broadcast) shape
+        # through the where condition (P ≠ P selects nothing new: a NaN in P is a fault,
+        # inside bottom_e): XLA rewrites P / broadcast(q) as P * (1/q), which flushes
+        # 1/q for |q| > 1/tiny
+        q_cond = bottom_e | (ap != ap) if k else bottom_e
+        q_safe = widen(xp, c, xp.where(q_cond, 1.0, _expand_trailing(Q, k, xp=xp)))
+        # numerator: zero at bottom (before any arithmetic), a signed zero where
+        # subnormal (DAZ)
         p0 = widen(xp, c, xp.where(bottom_e, 0.0, P))
         num = flush_attached(p0, ap < c.tiny, xp=xp, be=be)
+        out = num / q_safe
     else:
-        num = widen(xp, c, xp.where(bottom_e | (ap < c.tiny), P * 0.0, P))
-    out = narrow(xp, Q.dtype, num / q_safe)
-    decoded = xp.where(bottom_e, xp.nan, out)
+        # forward only: the quotient at bottom is discarded, so nothing is sanitised;
+        # elsewhere P/Q is finite and DAZ is a product: (P/Q)·1, or (P/Q)·0 = (P·0)/Q
+        out = pd / _expand_trailing(qd, k, xp=xp)
+        out = out * xp.astype(ap >= c.tiny, out.dtype)
+    decoded = xp.where(bottom_e, xp.nan, narrow(xp, Q.dtype, out))
     if tau_train is not None and tau_train > tau:
         gap = (aq >= tau) & (aq < tau_train) & ~bottom
     else:
