@@ -1,7 +1,11 @@
 """PyTorch adapter: detach as stop-gradient, policy gates as ``torch.autograd.Function``.
 
 Kernels run eagerly on small inputs and inside the caller's ``torch.compile`` graph; on
-large eager inputs without autograd they are fused with inductor (``_torch_fuse``)."""
+large eager inputs without autograd they are fused with inductor (``_torch_fuse``). The
+public ops' fast path (:meth:`TorchBackend.fast`) hands plain CPU float32/float64
+tensors to fused kernels: numba kernels without autograd, and with autograd each real
+SCM op's own ``autograd.Function`` with the policy gate inside it
+(``_torch_autograd_ops``)."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from zpml_backends._torch_fuse import TorchFuser, dynamo_tracing
 
 from zpml_core import _xp
 from zpml_core._registry import Backend
+from zpml_core.autodiff.policies import resolve_policy
 
 
 class TorchBackend(Backend):
@@ -39,13 +44,32 @@ class TorchBackend(Backend):
         """Fused kernels (``zpml_backends._fused``) on zero-copy numpy views of plain CPU
         tensors: exact type ``torch.Tensor`` (the caller checked the first operand),
         strided, contiguous, real float32/float64, one dtype and shape for all operands,
-        no operand requiring grad, and nothing that could observe or transform the call
-        — not compiling, no functorch transform or forward-AD level, no torch function or
-        dispatch mode. Transcendental values come from torch's own in-place function on
-        the sanitised operand. ``None`` otherwise, and when numba is not installed."""
+        and nothing that could observe or transform the call — not compiling, no
+        functorch transform or forward-AD level, no torch function or dispatch mode.
+        Transcendental values come from torch's own in-place function on the sanitised
+        operand. ``None`` otherwise, and when numba is not installed.
+
+        An operand requiring grad (grad mode on) takes the training path instead: the
+        op's fused autograd Function (``zpml_backends._torch_autograd_ops.grad_op``, with
+        or without numba), which also applies the policy gate — resolved here as
+        ``gate_output`` resolves it in eager mode (the active context, else the
+        ``"scm_ops"`` registry entry, else CLAMP), and overridden by a context active
+        around ``.backward()``. With grad mode off such operands are used detached (no
+        derivative can be taken; the array-API path would not gate either)."""
         torch = sys.modules["torch"]
         if torch.compiler.is_compiling():  # first: traced code touches no state
             return None
+        x = args[0]
+        if op != "strict" and (x.requires_grad or (len(args) == 2 and args[1].requires_grad)):
+            if torch.is_grad_enabled():  # the training path (see above)
+                ag = self._autograd
+                if ag is None:
+                    ag = self._autograd = _load_autograd()
+                if ag is False:
+                    return None
+                return ag.grad_op(op, x, args[1] if len(args) == 2 else None,
+                                  resolve_policy("scm_ops", traced=False))
+            args = tuple(a.detach() for a in args)
         fused = self._fused
         if fused is None:
             fused = self._fused = _load_fused()
@@ -82,6 +106,7 @@ class TorchBackend(Backend):
         return tuple(torch.from_numpy(r) for r in res)
 
     _fused: Any = None
+    _autograd: Any = None  # zpml_backends._torch_autograd_ops, or False
 
     def _consts(self, dtype: Any) -> Any:
         return _xp.consts(self.namespace(), dtype)
@@ -143,7 +168,9 @@ class TorchBackend(Backend):
         return torch.clamp(x, lo, hi)
 
     def gate(self, value: Any, bottom: Any, policy: Any, *, xp: Any) -> Any:
-        """Policy gate (``zpml_core.autodiff.rules``) as a ``torch.autograd.Function``.
+        """Policy gate (``zpml_core.autodiff.rules``) as a ``torch.autograd.Function``
+        (``_torch_gate.gate``: an old-style Function in plain eager mode, the
+        ``setup_context`` classes under functorch transforms and forward mode).
 
         Skipped when no derivative can flow: ``value`` does not require grad (or grad
         mode is off) and no forward-mode or functorch transform is active
@@ -199,6 +226,15 @@ def _load_fused() -> Any:
     from zpml_backends import _fused
 
     return _fused if _fused.available() else False
+
+
+def _load_autograd() -> Any:
+    """``zpml_backends._torch_autograd_ops``, or False if it cannot be imported."""
+    try:
+        from zpml_backends import _torch_autograd_ops
+    except Exception:  # a broken numpy/array-api-compat install: the array-API path
+        return False
+    return _torch_autograd_ops
 
 
 class _DtypeChars(dict[Any, "str | None"]):

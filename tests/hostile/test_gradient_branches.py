@@ -320,7 +320,9 @@ MASK_CASES = [(n, d) for n, d in CASES if n != "projectively_equal" and d != tor
 
 @pytest.mark.parametrize(("name", "dtype"), MASK_CASES,
                          ids=[f"{n}-{str(d).removeprefix('torch.')}" for n, d in MASK_CASES])
-def test_multiplying_where_backward(backend, name, dtype, monkeypatch):
+def test_multiplying_where_backward(backend, name, dtype, monkeypatch, no_fast_path):
+    # the array-API kernels under test (no_fast_path): the fused autograd Functions of the
+    # fast path read no namespace and select with no ``where`` (tests/test_torch_autograd_ops)
     if backend.name != "torch":
         pytest.skip("torch only: the namespace is a wrapped array_api_compat.torch")
     want, bottom = _grads(name, dtype, 1)
