@@ -263,25 +263,19 @@ def _library_prepass_source(op: str, k: dict[str, Any]) -> Callable[..., Any]:
 
 
 def _library_postpass_source(op: str, k: dict[str, Any]) -> Callable[..., Any]:
-    tiny, fmax, exp_max, neg_max, zero = k["tiny"], k["max"], k["exp_max"], k["neg_max"], k["zero"]
-    kind = _KIND[op]
+    tiny, zero = k["tiny"], k["zero"]
     keep_zero = op == "sqrt"
 
-    def postpass(x: Any, out: Any) -> None:
-        # where ¬ok: out = +0 (sqrt: x·0 where |x| < tiny, a signed zero)
+    def postpass(x: Any, out: Any, bottom: Any) -> None:
+        # reads the prepass's ⊥: there out = +0; sqrt: x·0 where |x| < tiny and not ⊥
+        # (a signed zero; the prepass wrote the safe 1 there)
         for i in range(x.shape[0]):
-            xi = x[i]
-            if kind == 0:
-                ok = (xi >= tiny) & (xi <= fmax)
-            elif kind == 1:
-                ok = (xi <= exp_max) & (xi >= neg_max)
-            else:
-                ok = np.isfinite(xi)
-            if not ok:
-                if keep_zero and abs(xi) < tiny:
+            if bottom[i]:
+                out[i] = zero
+            elif keep_zero:
+                xi = x[i]
+                if abs(xi) < tiny:
                     out[i] = xi * zero
-                else:
-                    out[i] = zero
     return postpass
 
 
@@ -361,7 +355,7 @@ def unary(op: str, char: str, x: Any, library: Callable[[Any], Any] | None) -> t
     kernel("pre_" + op, char)(xf, of, _flat(bottom))
     library(out)
     if LIBRARY_UNARY_OPS[op][1]:
-        kernel("post_" + op, char)(xf, of)
+        kernel("post_" + op, char)(xf, of, _flat(bottom))
     return out, bottom
 
 
