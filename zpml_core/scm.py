@@ -325,3 +325,10 @@ def pow(x: Array, exponent: Array | float, *, mask: Array | None = None) -> SCMA
     kernel = _k_pow_complex if _xp.is_complex(xp, xa.dtype) else _k_pow
     v, b = _run(be, kernel, xa, ea, m, xp=xp, be=be)
     return _finish(be, xp, v, b)
+
+
+# zeroproofml's backend-suffixed names scm_<op>_{numpy,torch,jax}: deprecated aliases of
+# the functions above (zpml_core._compat_names)
+from zpml_core import _compat_names  # noqa: E402
+
+globals().update({name: getattr(_compat_names, name) for name in _compat_names.SCM_ALIASES})

@@ -4,6 +4,10 @@
 when a trainer is built for a torch ``nn.Module`` or a JAX ``(apply_fn, params)`` model.
 """
 
+# lift_targets_{jax,numpy,torch}: zeroproofml's names, deprecated aliases of lift_targets
+from zpml_core._compat_names import lift_targets_jax as lift_targets_jax
+from zpml_core._compat_names import lift_targets_numpy as lift_targets_numpy
+from zpml_core._compat_names import lift_targets_torch as lift_targets_torch
 from zpml_core.training.calibration import TauCalibration, calibrate_tau_infer, evaluate_tau
 from zpml_core.training.checkpoint import CheckpointError
 from zpml_core.training.config import SCHEDULER_CADENCES, TrainingConfig
