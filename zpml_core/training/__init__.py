@@ -8,6 +8,7 @@ when a trainer is built for a torch ``nn.Module`` or a JAX ``(apply_fn, params)`
 from zpml_core._compat_names import lift_targets_jax as lift_targets_jax
 from zpml_core._compat_names import lift_targets_numpy as lift_targets_numpy
 from zpml_core._compat_names import lift_targets_torch as lift_targets_torch
+from zpml_core.metrics.tau_sweep import tau_infer_sweep_from_q_abs, write_tau_infer_sweep
 from zpml_core.training.calibration import TauCalibration, calibrate_tau_infer, evaluate_tau
 from zpml_core.training.checkpoint import CheckpointError
 from zpml_core.training.config import SCHEDULER_CADENCES, TrainingConfig
@@ -47,4 +48,6 @@ __all__ = [
     "read_checkpoint_metadata",
     "sampling_weights",
     "singularity_prob",
+    "tau_infer_sweep_from_q_abs",
+    "write_tau_infer_sweep",
 ]

@@ -20,7 +20,25 @@ from zpml_core._precision import detached, narrow, widen
 from zpml_core._registry import Backend, get_backend
 from zpml_core._xp import Array, Namespace
 
-__all__ = ["InferenceConfig", "InferenceResult", "strict_inference"]
+__all__ = [
+    "BOTTOM_PROVENANCE_FAULT",
+    "BOTTOM_PROVENANCE_FINITE",
+    "BOTTOM_PROVENANCE_MIXED",
+    "BOTTOM_PROVENANCE_SEMANTIC",
+    "STRICT_INFERENCE_FIELDS",
+    "InferenceConfig",
+    "InferenceResult",
+    "SCMInferenceWrapper",
+    "strict_inference",
+]
+
+#: the three fields an :class:`InferenceResult` unpacks to, in order
+STRICT_INFERENCE_FIELDS: tuple[str, str, str] = ("decoded", "bottom_mask", "gap_mask")
+#: codes of ``InferenceResult.bottom_provenance``: ``fault + 2·semantic``
+BOTTOM_PROVENANCE_FINITE = 0
+BOTTOM_PROVENANCE_FAULT = 1
+BOTTOM_PROVENANCE_SEMANTIC = 2
+BOTTOM_PROVENANCE_MIXED = 3
 
 _PROVENANCE = ("off", "experimental")
 _REPRESENTATIONS = ("split_masks", "bottom_provenance")
@@ -91,12 +109,40 @@ class InferenceConfig:
         object.__setattr__(self, "provenance_fault_threshold", f if f is not None else h)
 
 
+def _split_masks(
+    bottom: Array, fault: Array | None, semantic: Array | None, provenance: Array | None
+) -> tuple[Array, Array]:
+    """The missing split masks of an :class:`InferenceResult` (see its docstring)."""
+    xp = _xp.namespace(bottom, provenance, names=("bottom_mask", "bottom_provenance"))
+    b = _xp.as_mask(xp, bottom, "bottom_mask", bottom)
+    assert b is not None
+    if provenance is None:
+        none = xp.zeros_like(b)
+        return (none if fault is None else fault), (none if semantic is None else semantic)
+    code = _xp.as_input(xp, provenance)
+    if not xp.isdtype(code.dtype, "integral"):
+        raise TypeError(f"bottom_provenance must be an integer array, got dtype {code.dtype}")
+    mixed = code == BOTTOM_PROVENANCE_MIXED
+    if fault is None:
+        fault = b & ((code == BOTTOM_PROVENANCE_FAULT) | mixed)
+    if semantic is None:
+        semantic = b & ((code == BOTTOM_PROVENANCE_SEMANTIC) | mixed)
+    return fault, semantic
+
+
 class InferenceResult(tuple):
-    """``(decoded, bottom_mask, gap_mask)`` — unpacks and indexes as a 3-tuple — with the
-    extra attributes ``fault_mask``, ``semantic_bottom_mask`` and ``bottom_provenance``
-    (0 finite, 1 fault only, 2 semantic only, 3 both; the library's default int dtype).
+    """``(decoded, bottom_mask, gap_mask)`` — unpacks and indexes as a 3-tuple, with
+    ``_fields`` (:data:`STRICT_INFERENCE_FIELDS`) and ``_asdict()`` like a named tuple — and
+    the extra attributes ``fault_mask``, ``semantic_bottom_mask`` and ``bottom_provenance``
+    (``fault + 2·semantic``: 0 finite, 1 fault only, 2 semantic only, 3 both; the library's
+    default int dtype).
+
+    Built from the three fields alone, the split masks are all False; built with
+    ``bottom_provenance`` instead of the masks, ``fault = bottom ∧ code ∈ {1, 3}`` and
+    ``semantic = bottom ∧ code ∈ {2, 3}``.
     """
 
+    _fields: tuple[str, str, str] = STRICT_INFERENCE_FIELDS
     fault_mask: Array
     semantic_bottom_mask: Array
 
@@ -105,13 +151,22 @@ class InferenceResult(tuple):
         decoded: Array,
         bottom_mask: Array,
         gap_mask: Array,
-        fault_mask: Array,
-        semantic_bottom_mask: Array,
+        fault_mask: Array | None = None,
+        semantic_bottom_mask: Array | None = None,
+        bottom_provenance: Array | None = None,
     ) -> InferenceResult:
         self = super().__new__(cls, (decoded, bottom_mask, gap_mask))
+        if fault_mask is None or semantic_bottom_mask is None:
+            fault_mask, semantic_bottom_mask = _split_masks(
+                bottom_mask, fault_mask, semantic_bottom_mask, bottom_provenance
+            )
         self.fault_mask = fault_mask
         self.semantic_bottom_mask = semantic_bottom_mask
         return self
+
+    def _asdict(self) -> dict[str, Array]:
+        """``{"decoded": ..., "bottom_mask": ..., "gap_mask": ...}`` (the three fields)."""
+        return dict(zip(self._fields, self, strict=True))
 
     def __getnewargs__(self) -> tuple[Array, ...]:  # pickling / copying
         return (*self, self.fault_mask, self.semantic_bottom_mask)
@@ -341,3 +396,7 @@ def strict_inference(
 
     decoded = gate_output(be, decoded, bottom, "strict_inference", xp=xp)
     return InferenceResult(decoded, bottom, gap, fault, semantic)
+
+
+# the deployment wrapper lives in its own module (it reads this one's names)
+from zpml_core.inference._wrapper import SCMInferenceWrapper  # noqa: E402
