@@ -195,6 +195,25 @@ class TorchBackend(Backend):
 
         return gate(value, bottom, policy)
 
+    def pair_gate(self, p: Any, q: Any, bottom: Any, policy: Any, *,
+                  xp: Any) -> tuple[Any, Any]:
+        """The fit losses' pair gate (``zpml_core.autodiff.fit_rules``): in eager mode an
+        ``autograd.Function`` honouring a policy context around ``.backward()`` (even
+        PASSTHROUGH is gated, as with :meth:`gate`); under ``torch.compile`` the
+        array-API default with the forward-time policy; skipped when no derivative can
+        flow."""
+        import torch
+
+        from zpml_core.autodiff.fit_rules import pair_gate_default
+
+        if torch.compiler.is_compiling():
+            return pair_gate_default(self, p, q, bottom, policy, xp=xp)
+        if not (_may_differentiate(p) or _may_differentiate(q)):
+            return p, q
+        from zpml_backends._torch_pair_gate import pair_gate
+
+        return pair_gate(self, p, q, bottom, policy)
+
     def namespace(self) -> Any:
         import array_api_compat.torch as xp
 

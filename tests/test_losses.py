@@ -512,7 +512,7 @@ def test_loss_config_values_and_immutability():
     assert cfg.lambda_sign == 2.0 and type(cfg.lambda_sign) is float
     assert cfg.to_dict() == {"gamma": 1e-9, "tau_train": 0.0, "epsilon_sing": 1e-3,
                              "lambda_margin": 0.1, "lambda_sign": 2.0, "lambda_rej": 0.01,
-                             "target_coverage": 1.0}
+                             "target_coverage": 1.0, "fit": "implicit"}
     with pytest.raises(AttributeError):
         cfg.gamma = 1.0  # type: ignore[misc]
     loss = SCMTrainingLoss(cfg)

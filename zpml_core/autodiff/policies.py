@@ -94,6 +94,9 @@ _DEFAULT_REGISTRY: dict[str, GradientPolicy] = {
     "scm_softmax": GradientPolicy.CLAMP,
     "coverage": GradientPolicy.CLAMP,
     "rejection_loss": GradientPolicy.CLAMP,
+    # the fit losses' singular paths (``tau_train=``): unchanged unless a context or a
+    # registration says otherwise (zpml_core.autodiff.fit_rules)
+    "fit_loss": GradientPolicy.PASSTHROUGH,
 }
 
 # Registry: normalised layer name → policy. Replaced atomically, never mutated while

@@ -7,6 +7,7 @@ data-dependent shapes), so it runs eagerly and under ``jax.jit`` /
 
 ====================================  ==========================================
 ``implicit_loss``                     cross-product fit of ``P/Q`` to ``(Y_n, Y_d)``
+``projective_distance_loss``          bounded fit: ``sin²`` of the projective angle
 ``margin_loss``                       keep ``|Q|`` above ``tau_train``
 ``sign_consistency_loss``             orientation of ``(P, Q)`` at singular targets
 ``coverage`` / ``rejection_loss``     finite-output rate and its (non-trainable) penalty
@@ -43,13 +44,27 @@ Rules shared by every loss:
   representable). Squared shortfalls ``relu(·)²`` are computed as ``min(relu(·), √S)²``;
   thresholds beyond the dtype's range act as its ``finfo.max``. Scales and predicates
   are computed on stop-gradient operands.
+* **Gradient policies on the fit's singular paths.** ``implicit_loss`` and
+  ``projective_distance_loss`` take ``tau_train=``: elements with ``|Q| < tau_train`` are
+  singular paths, and their fit gradient follows the policy in effect for the layer
+  ``"fit_loss"`` (registered as PASSTHROUGH, so without a context nothing changes):
+  REJECT → no fit gradient there (such samples learn through the margin, sign and
+  coverage terms), PROJECT → the radial component along ``(P, Q)`` removed there,
+  CLAMP → 0 there and clipped to ``[−1, 1]`` elsewhere, PASSTHROUGH → unchanged. Values
+  never change. In eager PyTorch a ``gradient_policy`` context around ``.backward()``
+  applies; under ``jax.jit``/``jax.grad``/``torch.compile`` the context active when the
+  forward pass is traced (:mod:`zpml_core.autodiff.fit_rules`). ``SCMTrainer`` passes
+  its sampled ``tau_train``. The margin, sign and rejection terms act on small ``|Q|``
+  by design and are not gated (rejection has its own layer, ``"rejection_loss"``).
 * **Empty inputs** give 0 (a mean over no element is ``sum/max(n, 1)``; ``coverage`` of
   nothing is 1), without "Mean of empty slice" warnings.
 """
 
+from zpml_core._compat_names import implicit_loss_jax as implicit_loss_jax  # deprecated name
 from zpml_core.losses.coverage import coverage, rejection_loss, soft_coverage_loss
 from zpml_core.losses.implicit import implicit_loss
 from zpml_core.losses.margin import margin_loss
+from zpml_core.losses.projective import projective_distance_loss
 from zpml_core.losses.separation import scm_separation_losses
 from zpml_core.losses.sign import sign_consistency_loss
 from zpml_core.losses.training import LOSS_WEIGHT_KEYS, LossConfig, SCMTrainingLoss
@@ -61,6 +76,7 @@ __all__ = [
     "coverage",
     "implicit_loss",
     "margin_loss",
+    "projective_distance_loss",
     "rejection_loss",
     "scm_separation_losses",
     "sign_consistency_loss",

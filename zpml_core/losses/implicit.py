@@ -6,7 +6,7 @@ import math
 
 from zpml_core._registry import Backend, get_backend
 from zpml_core._xp import Array, Namespace
-from zpml_core.losses import _common, _safe
+from zpml_core.losses import _common, _policy, _safe
 from zpml_core.losses._safe import Limits
 
 __all__ = ["implicit_loss"]
@@ -55,10 +55,13 @@ def implicit_elements(P: Array, Q: Array, Yn: Array, Yd: Array, *, xp: Namespace
     return f
 
 
-def _k_implicit(P: Array, Q: Array, Yn: Array, Yd: Array, *, xp: Namespace, be: Backend,
-                gamma: float, detach: bool, cplx: bool, lim: Limits) -> Array:
+def _k_implicit(P: Array, Q: Array, Yn: Array, Yd: Array, tau_array: Array | None, *,
+                xp: Namespace, be: Backend, gamma: float, detach: bool, cplx: bool,
+                lim: Limits, gate: _policy.FitGate | None) -> Array:
     if lim.cast:
         P, Q, Yn, Yd = (xp.astype(v, lim.cdt) for v in (P, Q, Yn, Yd))
+    if gate is not None:
+        P, Q = gate.apply(P, Q, tau_array, xp=xp, be=be, lim=lim)
     f = implicit_elements(P, Q, Yn, Yd, xp=xp, be=be, gamma=gamma, detach=detach,
                           cplx=cplx, lim=lim)
     out = _safe.mean(f, xp=xp)
@@ -66,7 +69,8 @@ def _k_implicit(P: Array, Q: Array, Yn: Array, Yd: Array, *, xp: Namespace, be: 
 
 
 def implicit_loss(P: Array, Q: Array, Y_n: Array, Y_d: Array, gamma: float = 1e-9, *,
-                  detach_scale: bool = False) -> Array:
+                  detach_scale: bool = False,
+                  tau_train: float | Array | None = None) -> Array:
     """Population mean of ``(P·Y_d − Q·Y_n)² / (Q²·Y_d² + P²·Y_n² + gamma)``.
 
     Fits ``P/Q`` to the lifted target ``(Y_n, Y_d)`` without dividing by ``Q``.
@@ -81,17 +85,23 @@ def implicit_loss(P: Array, Q: Array, Y_n: Array, Y_d: Array, gamma: float = 1e-
     see the package docstring. ``0/0`` (an all-zero tuple with ``gamma=0``) gives 0;
     ``gamma`` below the smallest normal acts as 0. NaN and ±inf operands give NaN. An
     empty input gives 0.
+
+    ``tau_train`` (a real ``≥ 0`` or a 0-d real array): elements with ``|Q| < tau_train``
+    are the loss's singular paths, whose gradient follows the active gradient policy
+    (layer ``"fit_loss"``, see :mod:`zpml_core.losses`); ``None`` (default): no gating.
+    Real operands only.
     """
     g = _common.threshold("gamma", gamma)
     if not isinstance(detach_scale, bool):
         raise TypeError(f"detach_scale must be a bool, got {type(detach_scale).__name__}")
-    xp = _common.namespace(("P", "Q", "Y_n", "Y_d"), (P, Q, Y_n, Y_d))
+    xp = _common.namespace(("P", "Q", "Y_n", "Y_d", "tau_train"), (P, Q, Y_n, Y_d, tau_train))
     p, q, yn, yd = _common.float_arrays(xp, ("P", "Q", "Y_n", "Y_d"), (P, Q, Y_n, Y_d))
     _common.common_shape([("P", p), ("Q", q), ("Y_n", yn), ("Y_d", yd)])
     be = get_backend(xp)
     lim = _safe.limits(xp, p.dtype)
+    gate, tau_a = _policy.fit_gate(tau_train, xp=xp, be=be, q=q, lim=lim)
     out = be.fuse(_k_implicit)(
-        p, q, yn, yd, xp=xp, be=be, gamma=_safe.gamma_value(g, lim), detach=detach_scale,
-        cplx=_common.is_complex(xp, p.dtype), lim=lim,
+        p, q, yn, yd, tau_a, xp=xp, be=be, gamma=_safe.gamma_value(g, lim),
+        detach=detach_scale, cplx=_common.is_complex(xp, p.dtype), lim=lim, gate=gate,
     )
     return _common.as_0d(out, p, xp=xp)

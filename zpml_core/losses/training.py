@@ -12,10 +12,12 @@ from zpml_core.autodiff.policies import GradientPolicy, resolve_policy
 from zpml_core.losses import _common, _safe
 from zpml_core.losses._safe import Limits
 from zpml_core.losses.coverage import rejection_value, value_dtype
+from zpml_core.losses.implicit import implicit_loss
 from zpml_core.losses.margin import margin_value, needs_saturation
+from zpml_core.losses.projective import projective_distance_loss
 from zpml_core.losses.sign import sign_params, sign_value
 
-__all__ = ["LOSS_WEIGHT_KEYS", "LossConfig", "SCMTrainingLoss"]
+__all__ = ["FIT_LOSSES", "LOSS_WEIGHT_KEYS", "LossConfig", "SCMTrainingLoss"]
 
 BREAKDOWN_KEYS = ("fit", "margin", "sign", "rejection", "total")
 #: the keys of ``SCMTrainingLoss(...)(..., loss_weights=...)``: the term names, and the
@@ -29,13 +31,23 @@ _ARG_NAMES = ("fit_loss", "P", "Q", "Y_n", "Y_d", "is_bottom", "mask_finite", "m
               "tau_train")
 
 
+#: the values of ``LossConfig.fit``
+FIT_LOSSES = ("implicit", "angle")
+
+
 @dataclass(frozen=True)
 class LossConfig:
     """Weights and thresholds of :class:`SCMTrainingLoss` (immutable, validated).
 
-    Every field is a finite real ``≥ 0``; ``target_coverage`` also ``≤ 1``. Violations
-    raise ``ValueError`` (bool/str/None → ``TypeError``) naming the field. Values are
-    stored as ``float``.
+    Every numeric field is a finite real ``≥ 0``; ``target_coverage`` also ``≤ 1``.
+    Violations raise ``ValueError`` (bool/str/None → ``TypeError``) naming the field.
+    Values are stored as ``float``.
+
+    ``fit`` names the fit term :meth:`SCMTrainingLoss.fit_loss` computes (and with it
+    ``SCMTrainer`` when the loss is passed straight to it): ``"implicit"`` (default,
+    :func:`~zpml_core.losses.implicit_loss` with ``gamma``) or ``"angle"``
+    (:func:`~zpml_core.losses.projective_distance_loss`, the bounded projective angle;
+    ``gamma`` unused). Anything else → ``ValueError`` (a non-string → ``TypeError``).
     """
 
     gamma: float = 1e-9
@@ -45,14 +57,23 @@ class LossConfig:
     lambda_sign: float = 1.0
     lambda_rej: float = 0.01
     target_coverage: float = 0.95
+    fit: str = "implicit"
 
     def __post_init__(self) -> None:
         for f in fields(self):
+            if f.name == "fit":
+                continue
             le = 1.0 if f.name == "target_coverage" else None
             object.__setattr__(self, f.name, _common.threshold(f.name, getattr(self, f.name),
                                                                le=le))
+        if not isinstance(self.fit, str):
+            raise TypeError(f"fit must be one of {', '.join(map(repr, FIT_LOSSES))}, got "
+                            f"{_xp._type_name(self.fit)}")
+        if self.fit not in FIT_LOSSES:
+            raise ValueError(f"fit must be one of {', '.join(map(repr, FIT_LOSSES))}, got "
+                             f"{self.fit!r}")
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float | str]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
@@ -175,6 +196,17 @@ class SCMTrainingLoss:
     @property
     def config(self) -> LossConfig:
         return self._config
+
+    def fit_loss(self, P: Array, Q: Array, Y_n: Array, Y_d: Array, *,
+                 tau_train: float | Array | None = None) -> Array:
+        """The configured fit term (``config.fit``): ``implicit_loss(P, Q, Y_n, Y_d,
+        config.gamma, tau_train=tau_train)`` or ``projective_distance_loss(P, Q, Y_n, Y_d,
+        tau_train=tau_train)``. With ``tau_train`` the elements with ``|Q| < tau_train``
+        follow the gradient policy of layer ``"fit_loss"`` (see :mod:`zpml_core.losses`).
+        """
+        if self._config.fit == "angle":
+            return projective_distance_loss(P, Q, Y_n, Y_d, tau_train=tau_train)
+        return implicit_loss(P, Q, Y_n, Y_d, self._config.gamma, tau_train=tau_train)
 
     def __repr__(self) -> str:
         return f"SCMTrainingLoss({self._config!r})"

@@ -20,7 +20,10 @@ next to ``(B,)`` outputs would otherwise make every elementwise loss an all-pair
 ``B×B`` loss.
 
 An :class:`~zpml_core.losses.SCMTrainingLoss` instance is accepted as is (the guide's
-wiring): it is called as ``fit = implicit_loss(P, Q, Y_n', Y_d', gamma)`` and
+wiring): it is called as ``fit = scm.fit_loss(P, Q, Y_n', Y_d', tau_train=tau)`` (the
+``LossConfig.fit`` term: ``implicit_loss`` with ``gamma``, or
+``projective_distance_loss``; elements with ``|Q| < tau`` follow the ``"fit_loss"``
+gradient policy, i.e. ``TrainingConfig.gradient_policy`` when it is set) and
 ``scm(fit, P, Q, Y_n, Y_d, is_bottom=|Q| < tau, mask_finite=Y_d != 0, tau_train=tau,
 loss_weights=w)`` where
 
@@ -71,11 +74,7 @@ class _SCMAdapter:
     """``SCMTrainingLoss`` in the trainer's calling convention."""
 
     def __init__(self, scm: Any) -> None:
-        from zpml_core.losses import implicit_loss
-
         self.scm = scm
-        self.implicit_loss = implicit_loss
-        self.gamma = float(getattr(getattr(scm, "config", None), "gamma", 1e-9))
 
     def __call__(
         self,
@@ -104,7 +103,7 @@ class _SCMAdapter:
             labelled = semantic_targets.mask_finite | semantic_targets.mask_bottom
             yn_fit = xp.where(labelled, Y_n, sg(P))
             yd_fit = xp.where(labelled, Y_d, sg(xp.broadcast_to(Qb, P.shape)))
-        fit = self.implicit_loss(P, Qb, yn_fit, yd_fit, gamma=self.gamma)
+        fit = self.scm.fit_loss(P, Qb, yn_fit, yd_fit, tau_train=tau)
         mask_finite = semantic_targets.mask_finite if semantic_targets is not None else Y_d != 0
         if mask_finite.ndim > Q.ndim:  # one denominator per sample: finite iff all targets are
             xp = _xp.namespace(mask_finite)
