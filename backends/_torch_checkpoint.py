@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from collections.abc import Mapping
 from typing import IO, Any
 
 import torch
 
-from zpml_core.training.checkpoint import CheckpointError, describe_error, parse_metadata
+from zpml_core.training.checkpoint import (
+    CheckpointError,
+    describe_error,
+    import_zeroproofml_metadata,
+    parse_metadata,
+)
 from zpml_core.training.engine import LoadedCheckpoint
 
 __all__ = ["TorchCheckpointMixin", "read_metadata"]
@@ -35,6 +41,7 @@ class TorchCheckpointMixin:
     scheduler: Any
     scaler: Any
     device: Any
+    name: str
     _pending: Any
 
     def save(self, stream: IO[bytes], metadata: Mapping[str, Any], *, include_optimizer: bool = True) -> None:
@@ -54,6 +61,32 @@ class TorchCheckpointMixin:
         payload = _load_payload(stream, path, self.device)
         meta = parse_metadata(path, payload["metadata_json"])
         return LoadedCheckpoint(path, meta, payload, weights_only)
+
+    def import_checkpoint(self, path: str, *, weights_only: bool, trusted: bool,
+                          no_seal: CheckpointError) -> LoadedCheckpoint | None:
+        """A zeroproofml 0.6.1 checkpoint (an unsealed ``torch.save`` mapping) as a
+        :class:`LoadedCheckpoint` of this package's layout; None if ``path`` is not one.
+
+        Read with ``torch.load(weights_only=True)`` unless ``trusted``. A file that only
+        unrestricted pickle can read → ``CheckpointError`` pointing to
+        ``load_trusted_checkpoint``."""
+        try:
+            payload = torch.load(path, map_location=self.device, weights_only=not trusted)
+        except pickle.UnpicklingError as exc:
+            if trusted or "weights only" not in str(exc).lower():
+                return None  # not a pickle the safe unpickler refused: the seal error stands
+            raise CheckpointError(
+                path,
+                f"{no_seal.reason.split(':')[0]}; read as a zeroproofml checkpoint it needs "
+                f"unrestricted pickle ({describe_error(exc)}). If you trust its producer, "
+                "load it with SCMTrainer.load_trusted_checkpoint",
+            ) from exc
+        except Exception:  # not a torch file at all: the seal error stands
+            return None
+        meta = import_zeroproofml_metadata(path, payload, self.name, weights_only=weights_only)
+        if meta is None:
+            return None
+        return LoadedCheckpoint(path, meta, dict(payload), weights_only)
 
     def check_checkpoint(self, ckpt: LoadedCheckpoint) -> None:
         path, payload = ckpt.path, ckpt.state
@@ -187,7 +220,8 @@ def _check_optimizer(path: str, saved: Any, optimizer: torch.optim.Optimizer) ->
                 f"optimizer parameter group {i} has {len(a['params'])} parameters, this "
                 f"trainer's has {len(b['params'])}",
             )
-        ka, kb = set(a) - {"params"}, set(b) - {"params"}
+        # ``initial_lr`` is an LR scheduler's bookkeeping, not an optimizer option
+        ka, kb = set(a) - {"params", "initial_lr"}, set(b) - {"params", "initial_lr"}
         if ka != kb:
             raise CheckpointError(
                 path,

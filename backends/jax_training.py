@@ -275,6 +275,11 @@ class JaxEngine(JaxCheckpointMixin, TrainingEngine):
         self._wants_epoch = "epoch" in accepts
         self._wants_step = "global_step" in accepts
 
+    @property
+    def resolved_device(self) -> Any:
+        """The configured device, else JAX's default device."""
+        return self.device if self.device is not None else jax.devices()[0]
+
     @staticmethod
     def _device(device: Any) -> Any:
         if device is None:

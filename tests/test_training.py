@@ -438,7 +438,7 @@ def test_predict_and_calibrate(backend_name: str) -> None:
     x, y = data(64)
     tr = trainer_for(backend_name, max_epochs=2, tau_train_min=5e-5, tau_train_max=2e-4)
     tr.fit()
-    P, Q = tr.predict(x)
+    P, Q = tr.model_outputs(x)
     assert tuple(P.shape) == (64,) and tuple(Q.shape) == (64,)
     rep = tr.calibrate_tau_infer([(x, y)], target_coverage=0.5)
     assert rep.tau_infer <= 2e-4 and tr.tau_infer == rep.tau_infer

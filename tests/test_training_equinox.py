@@ -64,7 +64,7 @@ def test_equinox_module_trains_and_returns_a_module(tmp_path: Path) -> None:
     assert isinstance(trained, EqxRationalHead)
     assert trained.scale == 1.0  # static fields survive the partition/combine
     P, Q = trained(jnp.asarray(x))
-    P2, Q2 = trainer.predict(x)
+    P2, Q2 = trainer.model_outputs(x)
     # eager module call vs the trainer's jitted predict: XLA may contract into FMAs
     np.testing.assert_allclose(np.asarray(P), np.asarray(P2), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(np.asarray(Q), np.asarray(Q2), rtol=1e-12, atol=1e-14)
@@ -77,7 +77,7 @@ def test_equinox_module_trains_and_returns_a_module(tmp_path: Path) -> None:
     trainer.save_checkpoint(str(path))
     fresh = _trainer(EqxRationalHead(jax.random.PRNGKey(1)), 30)
     fresh.load_checkpoint(str(path))
-    P3, Q3 = fresh.predict(x)
+    P3, Q3 = fresh.model_outputs(x)
     np.testing.assert_array_equal(np.asarray(P3), np.asarray(P2))
     np.testing.assert_array_equal(np.asarray(Q3), np.asarray(Q2))
 
@@ -93,5 +93,5 @@ def test_equinox_resume_equals_uninterrupted(tmp_path: Path) -> None:
     resumed.load_checkpoint(str(path))
     resumed.fit()
     x, _ = _data()
-    for a, b in zip(full.predict(x), resumed.predict(x), strict=True):
+    for a, b in zip(full.model_outputs(x), resumed.model_outputs(x), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

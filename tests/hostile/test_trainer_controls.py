@@ -53,7 +53,7 @@ def trainer(backend: str, *, loss: Any = None, loader: Any = None, lr: float = 0
 
 
 def base_fit(tr: SCMTrainer, x: np.ndarray, y: np.ndarray) -> float:
-    P, Q = outputs_np(tr.predict(x))
+    P, Q = outputs_np(tr.model_outputs(x))
     return float(np.mean(implicit_np(P, Q, y.astype(np.float64))))
 
 
@@ -81,7 +81,7 @@ def test_margin_weight_with_the_sampled_threshold(backend_name: str) -> None:
     tr = trainer(backend_name, loss=SCMTrainingLoss(LossConfig(tau_train=0.5)),
                  loss_weights={"fit": 0.0, "margin": 3.0, "sign": 0.0, "rejection": 0.0},
                  tau_train_min=0.5, tau_train_max=0.5)
-    _, Q = outputs_np(tr.predict(x))
+    _, Q = outputs_np(tr.model_outputs(x))
     expected = 3.0 * np.mean(np.maximum(0.5 - np.abs(Q), 0.0) ** 2)
     assert expected > 0
     (log,) = tr.fit()
@@ -269,7 +269,7 @@ def test_use_amp_turns_amp_on_in_the_engine(backend_name: str) -> None:
     if backend_name == "torch":
         import torch
 
-        assert tr.predict(x)[0].dtype == torch.bfloat16  # autocast (CPU: bfloat16)
+        assert tr.model_outputs(x)[0].dtype == torch.bfloat16  # autocast (CPU: bfloat16)
     else:
         assert tr.engine.amp_dtype is not None
     assert tr.checkpoint_metadata()["mixed_precision"] is True
@@ -320,7 +320,7 @@ def test_missing_labels_are_left_out_of_the_fit_term(backend_name: str) -> None:
     x, y = data(B)
     labels = ["missing"] * 4 + ["finite"] * (B - 4)
     tr = trainer(backend_name, loader=[(x, y, labels)], loss_weights={"fit": 1.0, **FIT_ONLY})
-    P, Q = outputs_np(tr.predict(x))
+    P, Q = outputs_np(tr.model_outputs(x))
     per = implicit_np(P, Q, y.astype(np.float64))
     expected = per[4:].sum() / B  # population mean; missing elements contribute 0
     (log,) = tr.fit()

@@ -41,8 +41,10 @@ from typing import IO, Any, TypeGuard
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_SCHEMA_VERSION",
+    "NO_SEAL",
     "CheckpointError",
     "check_metadata",
+    "import_zeroproofml_metadata",
     "open_checkpoint",
     "partial_path",
     "read_checkpoint_metadata",
@@ -52,6 +54,11 @@ __all__ = [
 CHECKPOINT_FORMAT = "zpml_core.checkpoint"
 #: 3: sealed files (SHA-256 in the zip comment) with pytree key paths for JAX
 CHECKPOINT_SCHEMA_VERSION = 3
+
+#: start of the ``CheckpointError.reason`` of a file without the seal (foreign files)
+NO_SEAL = "has no zpml_core integrity seal"
+#: the last checkpoint schema of zeroproofml 0.6.1 (``import_zeroproofml_metadata``)
+ZEROPROOFML_SCHEMA_VERSION = 2
 
 SEAL_MAGIC = b"zpml_core.checkpoint sha256="
 SEAL_LENGTH = len(SEAL_MAGIC) + 64
@@ -329,7 +336,7 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Iterator[tuple[IO[bytes], s
             if not seal.startswith(SEAL_MAGIC) or not _is_hex(expected):
                 raise CheckpointError(
                     p,
-                    "has no zpml_core integrity seal at its end: it is truncated, "
+                    f"{NO_SEAL} at its end: it is truncated, "
                     "corrupted, or not a checkpoint written by SCMTrainer.save_checkpoint "
                     f"(schema_version {CHECKPOINT_SCHEMA_VERSION})",
                 )
@@ -420,11 +427,70 @@ def check_metadata(path: str, meta: Mapping[str, Any], backend: str, *, weights_
     tau = meta.get("tau_infer")
     if tau is not None and (not _is_real(tau) or not math.isfinite(tau) or tau < 0):
         raise CheckpointError(path, f"metadata tau_infer={tau!r} is not a finite number >= 0")
+    if not isinstance(meta.get("tau_infer_calibrated", False), bool):
+        raise CheckpointError(
+            path, f"metadata tau_infer_calibrated={meta.get('tau_infer_calibrated')!r} is not a bool"
+        )
     if not isinstance(meta.get("seeded", False), bool):
         raise CheckpointError(path, f"metadata seeded={meta.get('seeded')!r} is not a bool")
     rng = meta.get("tau_rng_state")
     if rng is not None and not isinstance(rng, dict):
         raise CheckpointError(path, "metadata tau_rng_state is not a generator state")
+
+
+def import_zeroproofml_metadata(path: str, payload: Any, backend: str, *,
+                                weights_only: bool) -> dict[str, Any] | None:
+    """Metadata in this package's layout for a zeroproofml 0.6.1 checkpoint ``payload``
+    (the mapping its ``SCMTrainer.save_checkpoint`` wrote), or None if it is not one.
+
+    zeroproofml's layout: ``model`` (a state dict), ``optimizer``, ``scaler`` and —
+    from its schema 1 on — ``schema_version``, ``scheduler``, ``epoch`` (the next epoch),
+    ``global_step``, ``best_metric``, ``coverage_bad_epochs``, ``rng_state``,
+    ``config_hash``. Missing resume fields (its pre-schema files) start at their
+    defaults, as zeroproofml itself does. A newer schema than 2, or no optimizer state
+    for a full load → :class:`CheckpointError`. Its ``config_identity.tau_infer`` is the
+    configured value, not a calibration: it is not imported.
+    """
+    if not isinstance(payload, Mapping) or "metadata_json" in payload:
+        return None
+    if not isinstance(payload.get("model"), Mapping):
+        return None
+    schema = payload.get("schema_version", 0)
+    if not _is_int(schema) or schema < 0:
+        raise CheckpointError(path, f"zeroproofml schema_version {schema!r} is not an int >= 0")
+    if schema > ZEROPROOFML_SCHEMA_VERSION:
+        raise CheckpointError(
+            path,
+            f"is a zeroproofml checkpoint of schema {schema}; this zpml_core imports "
+            f"zeroproofml schemas 0..{ZEROPROOFML_SCHEMA_VERSION} (zeroproofml 0.6.1)",
+        )
+    if not weights_only and not isinstance(payload.get("optimizer"), Mapping):
+        raise CheckpointError(path, "is a zeroproofml checkpoint without optimizer state")
+    resume = schema >= 1
+    best: Any = payload.get("best_metric") if resume else None
+    if isinstance(best, numbers.Real) and not isinstance(best, bool):
+        best = float(best)  # (a numpy scalar in a trusted, pickled file)
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "schema_version": CHECKPOINT_SCHEMA_VERSION,
+        "backend": backend,
+        "imported_from": "zeroproofml",
+        "zeroproofml_schema_version": schema,
+        "epoch": _as_index(payload.get("epoch", 0) if resume else 0),
+        "global_step": _as_index(payload.get("global_step", 0) if resume else 0),
+        "best_metric": best,
+        "coverage_bad_epochs": _as_index(payload.get("coverage_bad_epochs", 0) if resume else 0),
+        "seeded": True,
+        "tau_rng_state": None,
+        "loader_state": None,
+        "config_hash": payload.get("config_hash"),
+    }
+
+
+def _as_index(v: Any) -> Any:
+    """An integral number as an int (numpy integers of a pickled file); else unchanged,
+    for :func:`check_metadata` to name."""
+    return int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
 
 
 def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -273,7 +273,7 @@ def run_task(backend: str, task: Task, *, epochs: int, seed: int, out: str, quie
         calib = trainer.calibrate_tau_infer(
             [(va_split.x, va_split.y)], target_coverage=0.95, tau_train=config.tau_train_max
         )
-        P, Q = trainer.predict(task.test.x)
+        P, Q = trainer.model_outputs(task.test.x)
         P, Q = _to_numpy(P), _to_numpy(Q)
         seconds = time.perf_counter() - t0
     finally:
@@ -360,7 +360,7 @@ def _curves(recs: list[dict[str, Any]], task: Task, trainer: Any) -> dict[str, A
         with np.errstate(divide="ignore", invalid="ignore"):
             truth = ik_numerators(0.3, xs)[:, 1] / np.sin(xs)
         out["slice_label"] = "θ2 at θ1 = 0.3; output dθ2"
-    P, Q = trainer.predict(inputs)
+    P, Q = trainer.model_outputs(inputs)
     P, Q = _to_numpy(P), _to_numpy(Q)
     if P.ndim > 1:
         P = P[:, -1]

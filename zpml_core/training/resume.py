@@ -26,6 +26,7 @@ from typing import Any
 from zpml_core.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_SCHEMA_VERSION,
+    NO_SEAL,
     CheckpointError,
     check_metadata,
     open_checkpoint,
@@ -59,6 +60,7 @@ class CheckpointMixin:
     current_epoch: int
     global_step: int
     tau_infer: float
+    tau_infer_calibrated: bool
     _best_metric: float | None
     _bad_epochs: int
     _seeded: bool
@@ -85,6 +87,7 @@ class CheckpointMixin:
             "tau_train_min": self.config.tau_train_min,
             "tau_train_max": self.config.tau_train_max,
             "tau_infer": float(self.tau_infer if tau_infer is None else tau_infer),
+            "tau_infer_calibrated": self.tau_infer_calibrated or tau_infer is not None,
             "gradient_policy": None if policy is None else str(policy.value),
             "mixed_precision": self.config.amp_enabled,
             "config_identity": identity,
@@ -132,8 +135,26 @@ class CheckpointMixin:
         raises :class:`~zpml_core.training.CheckpointError` (a ``ValueError``) naming
         the file, with model, optimizer, loader and trainer unchanged. A different
         config hash → ``RuntimeWarning`` (emitted before anything is modified).
+
+        A checkpoint written by zeroproofml 0.6.1's ``SCMTrainer.save_checkpoint`` (torch)
+        is imported the same way, without unsafe pickle (``torch.load(weights_only=True)``):
+        model, optimizer, scheduler, scaler, torch RNG, epoch, step, ``best_metric`` and
+        the early-stopping count; its config hash (another scheme) is not compared.
         """
-        ckpt = self._read_checkpoint(path, weights_only=False)
+        return self._load(path, trusted=False)
+
+    def load_trusted_checkpoint(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """:meth:`load_checkpoint`, and additionally a zeroproofml checkpoint that only
+        unrestricted pickle can read (``torch.load(weights_only=False)``: e.g. numpy
+        scalars in its resume fields). Unpickling runs code from the file: never pass a
+        downloaded or otherwise untrusted file. zpml_core's own checkpoints never need
+        it (they load the same way as with :meth:`load_checkpoint`); on JAX it is
+        :meth:`load_checkpoint`.
+        """
+        return self._load(path, trusted=True)
+
+    def _load(self, path: str | os.PathLike[str], *, trusted: bool) -> dict[str, Any]:
+        ckpt = self._read_checkpoint(path, weights_only=False, trusted=trusted)
         meta, p = ckpt.metadata, ckpt.path
         rng = meta.get("tau_rng_state")
         if rng is not None:
@@ -147,7 +168,8 @@ class CheckpointMixin:
         loader_state = meta.get("loader_state")
         self._load_loader_state(p, loader_state, trial=True)
         expected = config_hash(self._identity())
-        if meta.get("config_hash") != expected:  # (an error filter stops here, unmodified)
+        imported = meta.get("imported_from") is not None  # (its hash is another scheme)
+        if not imported and meta.get("config_hash") != expected:  # (an error filter stops here, unmodified)
             warnings.warn(
                 "checkpoint config_hash differs from this trainer's configuration "
                 f"({meta.get('config_hash')} vs {expected}); resuming anyway",
@@ -159,19 +181,37 @@ class CheckpointMixin:
         self._restore(meta)
         return meta
 
-    def _read_checkpoint(self, path: str | os.PathLike[str], *, weights_only: bool) -> LoadedCheckpoint:
-        """Verify, parse and check a checkpoint against this trainer; modifies nothing."""
+    def _read_checkpoint(self, path: str | os.PathLike[str], *, weights_only: bool,
+                         trusted: bool = False) -> LoadedCheckpoint:
+        """Verify, parse and check a checkpoint against this trainer; modifies nothing.
+
+        A file without the zpml_core seal is offered to the engine's
+        ``import_checkpoint`` (torch: zeroproofml 0.6.1's layout); if the engine does not
+        recognise it, the seal error stands."""
         p = os.fspath(path)
+        name = self.engine.name
+        try:
+            ckpt = self._read_sealed(p, weights_only=weights_only)
+        except CheckpointError as exc:
+            importer = getattr(self.engine, "import_checkpoint", None)
+            if not exc.reason.startswith(NO_SEAL) or importer is None:
+                raise
+            imported = importer(p, weights_only=weights_only, trusted=trusted, no_seal=exc)
+            if imported is None:
+                raise
+            ckpt = imported
+        check_metadata(p, ckpt.metadata, name, weights_only=weights_only)
+        self.engine.check_checkpoint(ckpt)
+        return ckpt
+
+    def _read_sealed(self, p: str, *, weights_only: bool) -> LoadedCheckpoint:
         name = self.engine.name
         with open_checkpoint(p) as (stream, kind):
             if kind is not None and kind != name:
                 raise CheckpointError(
                     p, f"is a {kind} checkpoint; this trainer runs on the {name!r} backend"
                 )
-            ckpt = self.engine.read_checkpoint(stream, p, weights_only=weights_only)
-        check_metadata(p, ckpt.metadata, name, weights_only=weights_only)
-        self.engine.check_checkpoint(ckpt)
-        return ckpt
+            return self.engine.read_checkpoint(stream, p, weights_only=weights_only)
 
     def _load_loader_state(self, path: str, state: Any, *, trial: bool) -> None:
         """Apply a saved loader state (``trial``: and put the old one back at once). If
@@ -205,6 +245,7 @@ class CheckpointMixin:
             self._tau_rng.bit_generator.state = meta["tau_rng_state"]
         if meta.get("tau_infer") is not None:
             self.tau_infer = float(meta["tau_infer"])
+        self.tau_infer_calibrated = bool(meta.get("tau_infer_calibrated", False))
 
     def load_model_state(self, path: str | os.PathLike[str]) -> dict[str, Any]:
         """Load only the model parameters of a checkpoint; returns its metadata.

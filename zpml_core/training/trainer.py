@@ -177,6 +177,9 @@ class SCMTrainer(CheckpointMixin):
         self.history: list[dict[str, float]] = []
         self.val_history: list[dict[str, float]] = []
         self.tau_infer: float = cfg.tau_infer
+        #: True once ``tau_infer`` was calibrated (``calibrate_tau_infer``) or loaded from a
+        #: checkpoint that carries a calibrated or explicitly saved one; ``predict`` needs it
+        self.tau_infer_calibrated = False
         self._best_metric: float | None = None
         self._bad_epochs = 0
         self._seeded = False
@@ -234,9 +237,100 @@ class SCMTrainer(CheckpointMixin):
         """Current parameters (JAX params pytree; torch: the module's ``state_dict``)."""
         return getattr(self.engine, "params", None)
 
-    def predict(self, inputs: Any) -> Any:
-        """Model outputs in evaluation mode, without gradients."""
+    @property
+    def optimizer(self) -> Any:
+        """The optimizer: the ``torch.optim`` optimizer (torch) or the optax
+        ``GradientTransformation`` (JAX; its state is ``trainer.engine.opt_state``)."""
+        return getattr(self.engine, "optimizer", None)
+
+    @property
+    def scheduler(self) -> Any:
+        """The torch LR scheduler passed as ``scheduler=`` (None without one; always None
+        on JAX, where a schedule is part of the optax optimizer)."""
+        return getattr(self.engine, "scheduler", None)
+
+    @property
+    def device(self) -> Any:
+        """Where the model runs: a ``torch.device`` (torch) or a ``jax.Device`` (JAX)."""
+        eng = self.engine
+        return getattr(eng, "resolved_device", getattr(eng, "device", None))
+
+    @property
+    def scaler(self) -> Any:
+        """The ``torch.amp.GradScaler`` of float16 mixed precision on CUDA; None wherever
+        no loss scaling runs (CPU, bfloat16, float32 training, JAX)."""
+        return getattr(self.engine, "scaler", None)
+
+    def model_outputs(self, inputs: Any) -> Any:
+        """The model's raw outputs (``(P, Q)``) on ``inputs``, in evaluation mode, without
+        gradients."""
         return self.engine.predict(self.engine.to_framework(inputs))
+
+    def predict(self, inputs: Any, *, tau_infer: float | None = None) -> Any:
+        """Decode the model's ``(P, Q)`` on ``inputs`` strictly at the calibrated
+        ``tau_infer``: ``strict_inference(P, Q, config=InferenceConfig(tau_infer,
+        tau_train))`` with ``tau_train = config.tau_train_max`` (no gap band if that is
+        below ``tau_infer``). Returns the :class:`~zpml_core.InferenceResult`
+        ``(decoded, bottom_mask, gap_mask)``: ``decoded = P/Q``, NaN where
+        ``|Q| < tau_infer`` or not finite.
+
+        ``tau_infer`` overrides the trainer's. Without it, the trainer's ``tau_infer``
+        must have been calibrated (:meth:`calibrate_tau_infer`, or loaded from a
+        checkpoint that carries one): otherwise ``RuntimeError``. A model that does not
+        return ``(P, Q)`` → ``TypeError``. :meth:`model_outputs` gives the raw outputs.
+        """
+        from zpml_core.inference import strict_inference
+
+        if tau_infer is None:
+            if not self.tau_infer_calibrated:
+                raise RuntimeError(
+                    "trainer.predict decodes with the calibrated tau_infer, but none was "
+                    "calibrated: call trainer.calibrate_tau_infer(held_out_batches) first, "
+                    "load a checkpoint that carries one, or pass predict(x, tau_infer=...); "
+                    "trainer.model_outputs(x) gives the raw (P, Q)"
+                )
+            tau = self.tau_infer
+        else:
+            checked = _xp.check_real("tau_infer", tau_infer, gt=0.0)
+            assert checked is not None
+            tau = checked
+        out = self.model_outputs(inputs)
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            raise TypeError(
+                f"trainer.predict needs a model returning (P, Q); it returned {type(out).__name__}"
+            )
+        tt = self.config.tau_train_max
+        cfg = InferenceConfig(tau_infer=tau, tau_train=tt if tt >= tau else None)
+        return strict_inference(out[0], out[1], config=cfg)
+
+    def train_step(self, batch: Any) -> dict[str, float]:
+        """One training step on ``batch`` outside :meth:`fit` — forward, loss, backward and
+        the optimizer update, exactly as a step of ``fit`` (sampled ``tau_train``,
+        gradient policy, mixed precision, non-finite checks, metric log) — and return its
+        train metrics (``loss``, ``coverage``, ``tau_train``, ``bottom_frac``,
+        ``denom_abs_*``). Every call updates the parameters
+        (``gradient_accumulation_steps`` groups the steps of :meth:`fit` only); the
+        epoch is ``current_epoch``; ``global_step`` advances by one.
+        """
+        self._seed_once()
+        engine = self.engine
+        engine.set_training(True)
+        engine.begin_fit()
+        prepared = self._prepare(batch)
+        self.global_step += 1
+        tau = self._draw_tau()
+        epoch = self.current_epoch
+        args = StepArgs(tau, epoch, self.global_step, self.config.weights_at(epoch))
+        try:
+            vec = engine.train_step(prepared, args, update=True, group_size=1)
+        except BaseException:
+            self.global_step -= 1
+            self.last_thresholds.pop()
+            raise
+        logs: list[dict[str, float]] = []
+        rec = _InFlight(vec, tau, self.global_step, epoch, 0, True)
+        self._finalize(rec, engine.to_host(vec), logs)
+        return logs[0]
 
     # ---------------------------------------------------------------------------------
     # batches
@@ -642,6 +736,7 @@ class SCMTrainer(CheckpointMixin):
             np.concatenate(P_all), np.concatenate(Q_all), np.concatenate(Y_all), **kwargs
         )
         self.tau_infer = report.tau_infer
+        self.tau_infer_calibrated = True
         return report
 
     def _np(self, a: Any) -> Any:
