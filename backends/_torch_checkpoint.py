@@ -22,14 +22,16 @@ from typing import IO, Any
 import torch
 
 from zpml_core.training.checkpoint import (
+    NO_SEAL,
     CheckpointError,
     describe_error,
     import_zeroproofml_metadata,
+    open_checkpoint,
     parse_metadata,
 )
 from zpml_core.training.engine import LoadedCheckpoint
 
-__all__ = ["TorchCheckpointMixin", "read_metadata"]
+__all__ = ["TorchCheckpointMixin", "load_mapping", "read_metadata"]
 
 
 class TorchCheckpointMixin:
@@ -136,6 +138,34 @@ def _load_payload(stream: IO[bytes], path: str, device: Any) -> dict[str, Any]:
     if not isinstance(payload, dict) or "metadata_json" not in payload:
         raise CheckpointError(path, "is not a zpml_core torch checkpoint (no metadata_json)")
     return payload
+
+
+def load_mapping(path: str, *, map_location: Any, trusted: bool) -> dict[str, Any]:
+    """The mapping a torch checkpoint holds (``zpml_core.training.load_checkpoint_mapping``).
+
+    A sealed zpml_core checkpoint: seal verified, ``torch.load(weights_only=True)``. A
+    file without the seal (zeroproofml's): ``torch.load(weights_only=not trusted)``.
+    Failures → ``CheckpointError`` naming the file."""
+    try:
+        with open_checkpoint(path) as (fh, kind):
+            if kind != "torch":
+                raise CheckpointError(path, f"is a {kind or 'foreign'} checkpoint, not a torch one")
+            return _load_payload(fh, path, map_location)
+    except CheckpointError as exc:
+        if not exc.reason.startswith(NO_SEAL):
+            raise
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=not trusted)
+    except Exception as exc:
+        hint = "" if trusted else (
+            "; if it needs pickle and you trust its producer, pass trusted=True"
+        )
+        raise CheckpointError(
+            path, f"{NO_SEAL} and cannot be loaded with torch.load ({describe_error(exc)}){hint}"
+        ) from exc
+    if not isinstance(payload, Mapping):
+        raise CheckpointError(path, f"holds a {type(payload).__name__}, not a mapping")
+    return dict(payload)
 
 
 def read_metadata(source: Any, path: str | None = None) -> dict[str, Any]:

@@ -283,3 +283,26 @@ def test_foreign_unsealed_files(tmp_path: Path) -> None:
             tr.load_checkpoint(f)
     with pytest.raises(CheckpointError, match="integrity seal"):
         tr.load_checkpoint(other)
+
+
+def test_load_checkpoint_mapping(tmp_path: Path) -> None:
+    import torch
+
+    from zpml_core.training import load_checkpoint_mapping
+
+    m = load_checkpoint_mapping(ZP_FULL)
+    assert m["schema_version"] == 2 and m["epoch"] == EXPECTED["epoch"]
+    np.testing.assert_array_equal(m["model"]["head.bias"].numpy(),
+                                  np.asarray(EXPECTED["params"]["head.bias"], dtype=np.float32))
+    with pytest.raises(CheckpointError, match="trusted=True"):
+        load_checkpoint_mapping(ZP_PICKLED)
+    assert load_checkpoint_mapping(ZP_PICKLED, trusted=True)["best_metric"] == 0.75
+    tr = zp_trainer()
+    tr.save_checkpoint(tmp_path / "own")
+    own = load_checkpoint_mapping(tmp_path / "own")
+    assert json.loads(own["metadata_json"])["backend"] == "torch"
+    assert torch.equal(own["model"]["head.bias"], tr.model.state_dict()["head.bias"])
+    with pytest.raises(CheckpointError):
+        load_checkpoint_mapping(tmp_path / "missing")
+    with pytest.raises(TypeError, match="trusted"):
+        load_checkpoint_mapping(ZP_FULL, trusted="yes")  # type: ignore[arg-type]

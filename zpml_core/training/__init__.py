@@ -10,7 +10,7 @@ from zpml_core._compat_names import lift_targets_numpy as lift_targets_numpy
 from zpml_core._compat_names import lift_targets_torch as lift_targets_torch
 from zpml_core.metrics.tau_sweep import tau_infer_sweep_from_q_abs, write_tau_infer_sweep
 from zpml_core.training.calibration import TauCalibration, calibrate_tau_infer, evaluate_tau
-from zpml_core.training.checkpoint import CheckpointError
+from zpml_core.training.checkpoint import CheckpointError, load_checkpoint_mapping
 from zpml_core.training.config import SCHEDULER_CADENCES, TrainingConfig
 from zpml_core.training.curriculum import LinearRamp, LossWeightsCurriculum
 from zpml_core.training.data import ArrayLoader
@@ -44,6 +44,7 @@ __all__ = [
     "evaluate_tau",
     "lift_semantic_targets",
     "lift_targets",
+    "load_checkpoint_mapping",
     "perturbed_threshold",
     "read_checkpoint_metadata",
     "sampling_weights",

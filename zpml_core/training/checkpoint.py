@@ -45,6 +45,7 @@ __all__ = [
     "CheckpointError",
     "check_metadata",
     "import_zeroproofml_metadata",
+    "load_checkpoint_mapping",
     "open_checkpoint",
     "partial_path",
     "read_checkpoint_metadata",
@@ -491,6 +492,24 @@ def _as_index(v: Any) -> Any:
     """An integral number as an int (numpy integers of a pickled file); else unchanged,
     for :func:`check_metadata` to name."""
     return int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
+
+
+def load_checkpoint_mapping(path: str | os.PathLike[str], *, map_location: Any = "cpu",
+                            trusted: bool = False) -> dict[str, Any]:
+    """The mapping a torch checkpoint holds (zeroproofml's name), without a trainer.
+
+    A zpml_core checkpoint is verified (seal) and read with
+    ``torch.load(weights_only=True)``: ``model`` / ``optimizer`` / ... state dicts and
+    ``metadata_json``. A file without the seal — zeroproofml's ``save_checkpoint`` output
+    — is read with ``torch.load(weights_only=True)``, or with unrestricted pickle only if
+    ``trusted=True`` (never for a downloaded or otherwise untrusted file). Failures →
+    :class:`CheckpointError` naming the file. Needs torch.
+    """
+    from zpml_backends._torch_checkpoint import load_mapping
+
+    if not isinstance(trusted, bool):
+        raise TypeError(f"trusted must be a bool, got {type(trusted).__name__}")
+    return load_mapping(os.fspath(path), map_location=map_location, trusted=trusted)
 
 
 def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
