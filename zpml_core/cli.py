@@ -1,6 +1,7 @@
 """The ``zpml`` console command.
 
 ``zpml demo``         train the RationalHead demo on every installed autodiff backend
+``zpml bench``        the benchmark tasks over several seeds on torch and JAX (zpml_tasks)
 ``zpml conformance``  run the conformance suite (same flags as ``python -m zpml_conformance``)
 ``zpml backends``     list registered backend adapters and whether they import
 ``zpml --version``    print the installed zpml-core version
@@ -11,9 +12,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-USAGE = """usage: zpml [--version] {demo,conformance,backends} [options]
+USAGE = """usage: zpml [--version] {demo,bench,conformance,backends} [options]
 
   demo          train the guide's RationalHead on poles (1/(x-a), 2-link IK) per backend
+  bench         benchmark tasks (pole, reference IK, true-pole IK) over seeds, torch and JAX
   conformance   check every installed backend against the SCM contract
   backends      list registered backend adapters
 
@@ -47,9 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return int(conformance_main(rest, prog="zpml conformance"))
     if cmd == "demo":
-        from zpml_core.training.demo import main as demo_main
+        from zpml_tasks.demo import main as demo_main
 
         return int(demo_main(rest))
+    if cmd == "bench":
+        from zpml_tasks.bench import main as bench_main
+
+        return int(bench_main(rest))
     if cmd == "backends":
         return _backends()
     print(f"zpml: unknown command {cmd!r}\n{USAGE}", file=sys.stderr)

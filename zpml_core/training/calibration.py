@@ -10,8 +10,11 @@ threshold and return the **largest** ``tau`` such that
 
 Larger thresholds reject more near-singular predictions (safer, lower error, lower
 coverage), so the largest feasible one is the most conservative threshold that still
-serves the requested share. ``tau_infer`` never exceeds ``tau_train`` when that is given
-(``InferenceConfig`` requires ``tau_infer <= tau_train``). If no candidate is feasible a
+serves the requested share. The default candidates span the observed ``|Q|``
+distribution (its quantiles and a log grid up to the largest ``|Q|``): a model whose
+denominator on the singular set settles at ``|Q| ~ 1e-2`` gets a threshold there, not a
+constant. ``tau_infer`` never exceeds ``tau_train`` when that is given (pass it to keep
+``InferenceConfig(tau_infer, tau_train)`` valid); without it there is no cap. If no candidate is feasible a
 ``ValueError`` explains which constraint failed and the best coverage reached.
 
 Masks are computed by :func:`zpml_core.inference.strict_inference`, i.e. exactly the
@@ -35,7 +38,8 @@ __all__ = ["TauCalibration", "calibrate_tau_infer", "evaluate_tau"]
 
 @dataclass(frozen=True)
 class TauCalibration:
-    """Result of :func:`calibrate_tau_infer`; ``table`` has one row per candidate."""
+    """Result of :func:`calibrate_tau_infer`; ``table`` has one row per candidate
+    (ascending ``tau``), :attr:`curve` the same as columns (the coverage/error curve)."""
 
     tau_infer: float
     coverage: float
@@ -44,6 +48,13 @@ class TauCalibration:
     target_coverage: float
     max_error: float | None
     table: list[dict[str, float]] = field(repr=False)
+
+    @property
+    def curve(self) -> dict[str, list[float]]:
+        """The coverage/error curve: ``{"tau", "coverage", "rmse", "false_finite_frac",
+        "bottom_frac"}``, one list each, in ascending ``tau`` (NaN where undefined)."""
+        keys = ("tau", "coverage", "rmse", "false_finite_frac", "bottom_frac")
+        return {k: [float(r[k]) for r in self.table] for k in keys}
 
     def as_metadata(self) -> dict[str, Any]:
         return {
@@ -155,28 +166,50 @@ def evaluate_tau(P: Array, Q: Array, y_true: Array, tau: float) -> dict[str, flo
     }
 
 
+#: quantile levels of the observed finite nonzero ``|Q|`` used as default candidates:
+#: 0, 40 log-spaced levels 1e-3 … 1 (13 per decade, dense where coverage targets such as
+#: 0.95 fall) and the round levels 0.002, 0.005, 0.02, 0.05, 0.2, 0.5 (so a round target
+#: coverage such as 0.95 has its exact quantile as a candidate)
+_Q_LEVELS = tuple(sorted({0.0, 0.002, 0.005, 0.02, 0.05, 0.2, 0.5,
+                          *(10.0 ** (-3.0 + i / 13) for i in range(40))}))
+_N_GRID = 41
+
+
 def _default_candidates(Q: Array, tau_train: float | None) -> list[float]:
-    """81 log-spaced values from ``max(1e-9, finfo(Q).smallest_normal)`` up to
-    ``tau_train`` (or the largest finite ``|Q|``), plus ``tau_train``."""
+    """Default thresholds spanning the observed ``|Q|`` distribution: 41 log-spaced
+    values from ``floor = max(1e-9, finfo(Q).smallest_normal)`` to the largest finite
+    ``|Q|``, plus the ``|Q|`` quantiles at :data:`_Q_LEVELS` (each an observed value, so
+    every coverage step near the chosen threshold is a candidate), all ``>= floor``;
+    with ``tau_train`` given, capped at ``tau_train`` (which is added)."""
     xp = _xp.namespace(Q)
-    a = xp.abs(_xp.to_float(xp, Q))
+    a = xp.reshape(xp.abs(_xp.to_float(xp, Q)), (-1,))
     tiny = float(xp.finfo(_xp.real_dtype(xp, _q_float_dtype(xp, Q))).smallest_normal)
     floor = max(1e-9, tiny)  # never a threshold that underflows in Q's dtype
-    if tau_train is not None:
-        if tau_train < floor:
-            raise ValueError(
-                f"tau_train={tau_train!r} is below the smallest default candidate "
-                f"{floor:g} (max(1e-9, finfo({a.dtype}).smallest_normal)); pass "
-                "candidates= explicitly"
-            )
-        hi = tau_train
+    if tau_train is not None and tau_train < floor:
+        raise ValueError(
+            f"tau_train={tau_train!r} is below the smallest default candidate "
+            f"{floor:g} (max(1e-9, finfo({a.dtype}).smallest_normal)); pass "
+            "candidates= explicitly"
+        )
+    usable = xp.isfinite(a) & (a > 0)
+    n = int(xp.sum(xp.astype(usable, _xp.default_int(xp, _xp.device(a))))) if a.shape[0] else 0
+    out: list[float] = []
+    if n:
+        # finite nonzero |Q| first (ascending), the rest pushed to the end as +inf
+        s = xp.sort(xp.where(usable, a, xp.asarray(math.inf, dtype=a.dtype)))
+        idx = sorted({min(n - 1, round(lv * (n - 1))) for lv in _Q_LEVELS})
+        picked = xp.take(s, xp.asarray(idx, dtype=_xp.default_int(xp, _xp.device(s))))
+        out = [float(picked[i]) for i in range(len(idx))]
+        hi = out[-1]  # level 1: the largest finite |Q|
     else:
-        fin = xp.isfinite(a)
-        hi = float(xp.max(xp.where(fin, a, 0.0))) if a.size else 1.0
+        hi = 1.0
+    if tau_train is not None:
+        hi = tau_train
     hi = max(hi, floor)
     lo = floor
-    k = 81
-    out = [lo * (hi / lo) ** (i / (k - 1)) for i in range(k)] if hi > lo else [hi]
+    k = _N_GRID
+    out += [lo * (hi / lo) ** (i / (k - 1)) for i in range(k)] if hi > lo else [hi]
+    out = [v for v in out if v >= floor and (tau_train is None or v <= tau_train)]
     return sorted(set(out + ([tau_train] if tau_train is not None else [])))
 
 
@@ -195,9 +228,11 @@ def calibrate_tau_infer(
     ``P``, ``Q``: model outputs on held-out inputs (``Q`` one denominator per sample:
     ``P``'s shape or its leading part); ``y_true``: targets with exactly ``P``'s shape
     (±inf/NaN mark bottom targets); other shapes → ``ValueError`` naming them.
-    ``candidates``: thresholds to try (default: 81 log-spaced values from
-    ``max(1e-9, finfo(Q.dtype).smallest_normal)`` up to ``tau_train``, or up to the
-    largest ``|Q|``); a candidate that underflows to 0 in ``Q``'s dtype →
+    ``candidates``: thresholds to try (default: spanning the observed ``|Q|`` — its
+    quantiles at the levels ``_Q_LEVELS`` (0, 1e-3 … 1 log-spaced, and round levels
+    such as 0.05), plus 41 log-spaced values from
+    ``max(1e-9, finfo(Q.dtype).smallest_normal)`` up to the largest finite ``|Q|``;
+    with ``tau_train``, everything above ``tau_train`` is dropped); a candidate that underflows to 0 in ``Q``'s dtype →
     ``ValueError`` naming ``candidates[i]``. Returns a :class:`TauCalibration`.
     """
     xp = _xp.namespace(P, Q, y_true, names=("P", "Q", "y_true"))

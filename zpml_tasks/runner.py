@@ -1,0 +1,338 @@
+"""One training run of a benchmark task on torch or JAX, through ``SCMTrainer``.
+
+:func:`run` builds the guide's ``RationalHead`` (2×64 ReLU MLP; ``P`` and one shared
+``Q``) from numpy initial weights (the same values on every backend), trains it with
+``SCMTrainingLoss(LossConfig(fit=…))`` passed straight to ``SCMTrainer``, picks
+``tau_infer`` (the task's fixed value, or :func:`~zpml_core.training.calibrate_tau_infer`
+on the validation split), decodes the test split with strict inference and scores it
+with :mod:`zpml_tasks.metrics`. Returns a JSON-serialisable record plus plot data.
+
+Threads: :func:`limit_threads` sets torch's intra-op threads (``torch.set_num_threads``)
+and XLA's CPU flags before JAX is imported. Small models on a busy few-core machine
+are fastest with one thread; torch's default (one per core) oversubscribes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from zpml_tasks.data import Task
+from zpml_tasks.metrics import decode, learned_pole, predict_zero, task_metrics
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_EPOCHS",
+    "DEFAULT_LR",
+    "RunResult",
+    "available",
+    "framework_version",
+    "init_params",
+    "limit_threads",
+    "run",
+]
+
+BACKENDS = ("torch", "jax")
+#: training-threshold range (the guide's): a new tau is drawn every step
+TAU_TRAIN = (5e-5, 2e-4)
+DEFAULT_EPOCHS = {"pole": 40, "ik_pole": 40, "ik_ref": 5}
+#: Adam learning rates: the reference IK recipe uses 1e-3, the demo tasks 3e-3
+DEFAULT_LR = {"pole": 3e-3, "ik_pole": 3e-3, "ik_ref": 1e-3}
+
+
+def available(name: str) -> bool:
+    import importlib.util
+
+    mods = {"torch": ("torch",), "jax": ("jax", "optax")}[name]
+    return all(importlib.util.find_spec(m) is not None for m in mods)
+
+
+def limit_threads(n: int = 1) -> str:
+    """Set torch's intra-op threads to ``n`` and (if JAX is not imported yet) XLA's CPU
+    threading; return a one-line description for the output."""
+    import sys
+
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {n}")
+    if "jax" not in sys.modules and n == 1:
+        os.environ.setdefault(
+            "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        )
+    msg = [f"threads: {n} intra-op thread(s)"]
+    if available("torch"):
+        import torch
+
+        torch.set_num_threads(n)
+        msg.append(f"torch.set_num_threads({n})")
+    if n == 1:
+        msg.append("XLA_FLAGS=" + os.environ.get("XLA_FLAGS", ""))
+    return "; ".join(msg)
+
+
+def framework_version(backend: str) -> str:
+    if backend == "torch":
+        import torch
+
+        return f"torch {torch.__version__}"
+    import jax
+    import optax
+
+    return f"jax {jax.__version__}, optax {optax.__version__}"
+
+
+def init_params(seed: int, input_dim: int, output_dim: int) -> dict[str, Any]:
+    """RationalHead parameters in numpy (weights ``(in, out)``), initialised like
+    ``torch.nn.Linear``; both backends start from these exact values."""
+    rng = np.random.default_rng(seed)
+    sizes = [(input_dim, 64), (64, 64), (64, 2 if output_dim == 1 else output_dim + 1)]
+    layers = []
+    for fan_in, fan_out in sizes:
+        bound = 1.0 / math.sqrt(fan_in)
+        layers.append({
+            "w": rng.uniform(-bound, bound, (fan_in, fan_out)).astype(np.float32),
+            "b": rng.uniform(-bound, bound, fan_out).astype(np.float32),
+        })
+    return {"backbone": layers[:2], "head": layers[2]}
+
+
+def _model(backend: str, params: dict[str, Any], task: Task, lr: float, schedule: str,
+           total_steps: int) -> tuple[Any, Any, Any]:
+    """``(model, optimizer, scheduler)``: Adam at ``lr``, constant or cosine-decayed to 0
+    over ``total_steps`` optimizer updates (torch: ``CosineAnnealingLR`` stepped per
+    update; JAX: ``optax.cosine_decay_schedule`` inside the optimizer)."""
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+    if backend == "torch":
+        import torch
+        from zpml_backends.torch_training import demo_model
+
+        model, opt = demo_model(params, task.input_dim, task.output_dim, lr)
+        sched = None
+        if schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
+        return model, opt, sched
+    import optax
+    from zpml_backends.jax_training import demo_model as jax_demo_model
+
+    model, opt = jax_demo_model(params, task.input_dim, task.output_dim, lr)
+    if schedule == "cosine":
+        opt = optax.adam(optax.cosine_decay_schedule(lr, max(1, total_steps)))
+    return model, opt, None
+
+
+def _to_numpy(a: Any) -> np.ndarray:
+    from zpml_core import get_backend, namespace
+
+    return np.asarray(get_backend(namespace(a)).to_numpy(a))
+
+
+def loss_config(fit: str, **kw: Any) -> Any:
+    """``LossConfig`` of the benchmarks (the demo's weights) with the given fit term."""
+    from zpml_core.losses import LossConfig
+
+    base: dict[str, Any] = {"tau_train": 1e-4, "target_coverage": 0.95, "lambda_margin": 0.1,
+                            "lambda_sign": 1.0, "lambda_rej": 0.01, **kw}
+    if fit not in ("implicit", "angle"):
+        raise ValueError(f"fit must be 'implicit' or 'angle', got {fit!r}")
+    try:
+        return LossConfig(**base, fit=fit)
+    except TypeError:
+        if fit == "implicit":  # a zpml_core without the fit switch: implicit is its only fit
+            return LossConfig(**base)
+        raise RuntimeError("fit='angle' needs zpml_core's projective_distance_loss "
+                           "(LossConfig(fit=...))") from None
+
+
+@dataclass
+class RunResult:
+    record: dict[str, Any]
+    #: plot data (numpy arrays; not written to JSON)
+    plot: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+def _policy(name: str | None) -> Any:
+    if name is None or name == "none":
+        return None
+    from zpml_core.autodiff.policies import GradientPolicy
+
+    return GradientPolicy[name.upper()]
+
+
+def _predict(trainer: Any, x: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Raw ``(P, Q)`` of the model, in chunks, as numpy."""
+    raw = getattr(trainer, "model_outputs", None) or trainer.predict
+    Ps, Qs = [], []
+    for i in range(0, x.shape[0], chunk):
+        P, Q = raw(x[i:i + chunk])
+        Ps.append(_to_numpy(P))
+        Qs.append(_to_numpy(Q))
+    return np.concatenate(Ps), np.concatenate(Qs)
+
+
+def _slices(task: Task) -> list[dict[str, Any]]:
+    """Full-range 1-D slices through the singular set, for the prediction plots."""
+    if task.name == "pole":
+        a = float(task.meta.get("a", 0.25))
+        xs = np.union1d(np.linspace(-1.0, 1.0, 2001), a + np.linspace(-0.05, 0.05, 1001))
+        xs = xs.astype(np.float32)
+        with np.errstate(divide="ignore"):
+            truth = 1.0 / (xs.astype(np.float64) - np.float64(np.float32(a)))
+        return [{"x": xs, "inputs": xs[:, None], "truth": truth[:, None], "xlabel": "x",
+                 "outputs": ["y"], "sing": [a]}]
+    from zpml_tasks.data import dls_targets, ik_numerators
+
+    if task.name == "ik_pole":
+        xs = np.linspace(-math.pi / 2, math.pi / 2, 2001)
+        xs = np.union1d(xs, np.linspace(-0.05, 0.05, 1001)).astype(np.float32)
+        inp = np.stack([np.full_like(xs, 0.3), xs], axis=1)
+        t2 = xs.astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            truth = ik_numerators(np.float64(np.float32(0.3)), t2) / np.sin(t2)[:, None]
+        return [{"x": xs, "inputs": inp, "truth": truth, "xlabel": "θ2 (θ1 = 0.3)",
+                 "outputs": ["dθ1", "dθ2"], "sing": [0.0]}]
+    xs = np.union1d(np.linspace(-math.pi, math.pi, 2001), np.linspace(-0.05, 0.05, 501))
+    xs = xs.astype(np.float32)
+    inp = np.stack([np.full_like(xs, 0.3), xs, np.full_like(xs, 0.1), np.full_like(xs, 0.05)], 1)
+    d = inp.astype(np.float64)
+    truth = dls_targets(d[:, 0], d[:, 1], d[:, 2:])
+    return [{"x": xs, "inputs": inp, "truth": truth,
+             "xlabel": "θ2 (θ1 = 0.3, dx = 0.1, dy = 0.05)", "outputs": ["dθ1", "dθ2"],
+             "sing": [-math.pi, 0.0, math.pi]}]
+
+
+def baseline(task: Task) -> dict[str, Any]:
+    """Predict-0 metrics on the test split (plus ``diverged`` for the table)."""
+    dec, bot = predict_zero(task.test)
+    m = task_metrics(task, task.test, dec, bot, pole=None)
+    return m
+
+
+def diverged(task: Task, m: dict[str, Any]) -> bool:
+    """A run diverged if its test MSE exceeds 1 (``ik_ref``: all non-⊥ samples; the
+    true-pole tasks: non-⊥ samples far from the singular set, ≥ 0.1) or is NaN."""
+    if task.name == "ik_ref":
+        v = m["mse"]
+    elif task.name == "pole":
+        v = m["rmse_far"] ** 2
+    else:
+        v = m["bucket_rmse"][-1] ** 2
+    return bool(math.isnan(v) or v > 1.0)
+
+
+def run(task: Task, backend: str, *, seed: int, fit: str = "implicit", epochs: int | None = None,
+        lr: float | None = None, out: str | None = None, policy: str | None = "project",
+        target_coverage: float = 0.95, quiet: bool = True, tag: str = "",
+        checkpoint: str | None = None, log_path: str | None = None,
+        checkpoint_metadata: dict[str, Any] | None = None, schedule: str = "constant"
+        ) -> RunResult:
+    """Train ``task`` on ``backend`` and score the test split (module docstring)."""
+    from zpml_core.losses import SCMTrainingLoss
+    from zpml_core.training import ArrayLoader, SCMTrainer, TrainingConfig, calibrate_tau_infer
+    from zpml_core.utils.logging import JsonlLogger
+
+    epochs = DEFAULT_EPOCHS.get(task.name, 20) if epochs is None else epochs
+    lr = DEFAULT_LR.get(task.name, 1e-3) if lr is None else lr
+    name = f"{task.name}_{backend}_{fit}_s{seed}{tag}"
+    if log_path is None and out is not None:
+        log_path = os.path.join(out, f"{name}.jsonl")
+    if log_path is not None and os.path.exists(log_path):
+        os.remove(log_path)
+    logger = JsonlLogger(log_path) if log_path is not None else None
+    recs: list[dict[str, Any]] = []
+    bar = _progress(epochs, f"{backend:5s} {task.name:7s} s{seed}", quiet)
+
+    def hook(record: dict[str, Any]) -> None:
+        if logger is not None:
+            logger(record)
+        if record["phase"] in ("train", "eval"):
+            recs.append({**record["metrics"], "phase": record["phase"], "epoch": record.get("epoch")})
+        if bar is not None and record["phase"] == "eval":
+            bar.update(1)
+
+    va = task.val
+    config = TrainingConfig(
+        max_epochs=epochs, tau_train_min=TAU_TRAIN[0], tau_train_max=TAU_TRAIN[1],
+        tau_infer=1e-6, coverage_threshold=0.0, coverage_patience=1,
+        gradient_policy=_policy(policy),
+        val_loader=ArrayLoader(va.x, va.y, batch_size=4096),
+        log_hook=hook, seed=seed,
+    )
+    steps = epochs * math.ceil(len(task.train) / task.batch_size)
+    model, optimizer, sched = _model(backend, init_params(seed, task.input_dim, task.output_dim),
+                                     task, lr, schedule, steps)
+    trainer = SCMTrainer(
+        model=model, optimizer=optimizer, loss_fn=SCMTrainingLoss(loss_config(fit)),
+        train_loader=ArrayLoader(task.train.x, task.train.y, batch_size=task.batch_size, shuffle=True),
+        config=config, scheduler=sched,
+    )
+    t0 = time.perf_counter()
+    try:
+        trainer.fit()
+        train_s = time.perf_counter() - t0
+        Pv, Qv = _predict(trainer, va.x)
+        calib = None
+        if task.tau_infer is None:
+            calib = calibrate_tau_infer(Pv, Qv, va.y, target_coverage=target_coverage)
+            tau = calib.tau_infer
+        else:
+            tau = task.tau_infer
+        trainer.tau_infer = tau
+        P, Q = _predict(trainer, task.test.x)
+        pole = None
+        plot: dict[str, Any] = {}
+        if task.name == "pole":
+            a = float(task.meta["a"])
+            grid = (a + np.linspace(-0.05, 0.05, 20001)).astype(np.float32)
+            _, Qg = _predict(trainer, grid[:, None])
+            pole = learned_pole(grid, Qg, a)
+        slices = []
+        for s in _slices(task):
+            Ps, Qs = _predict(trainer, s["inputs"])
+            dec, bot = decode(Ps, Qs, tau)
+            slices.append({**s, "pred": dec.reshape(dec.shape[0], -1), "bottom": bot,
+                           "Q": Qs.reshape(-1)})
+        plot["slices"] = slices
+    finally:
+        if bar is not None:
+            bar.close()
+        if logger is not None:
+            logger.close()
+    if checkpoint is not None:
+        trainer.save_checkpoint(checkpoint, tau_infer=tau, metadata=checkpoint_metadata or {"task": task.name})
+    dec, bot = decode(P, Q, tau)
+    m = task_metrics(task, task.test, dec, bot, pole=pole)
+    train_losses = [r["loss"] for r in recs if r["phase"] == "train" and r.get("loss") is not None]
+    record: dict[str, Any] = {
+        "task": task.name, "backend": backend, "framework": framework_version(backend),
+        "fit": fit, "seed": seed, "epochs": trainer.current_epoch, "lr": lr,
+        "policy": policy or "none", "schedule": schedule, "n_train": len(task.train), "n_test": len(task.test),
+        "tau_infer": tau, "tau_source": "fixed" if calib is None else "calibrated",
+        "metrics": m, "diverged": diverged(task, m),
+        "final_train_loss": float(np.mean(train_losses[-50:])) if train_losses else math.nan,
+        "train_seconds": train_s, "log": log_path,
+    }
+    if calib is not None:
+        record["calibration"] = {"target_coverage": target_coverage, "coverage": calib.coverage,
+                                 "rmse": calib.rmse}
+        plot["calibration"] = calib.curve if hasattr(calib, "curve") else None
+    plot["Q_val_abs"] = np.abs(Qv)
+    plot["recs"] = recs
+    plot["tau_infer"] = tau
+    return RunResult(record, plot)
+
+
+def _progress(total: int, desc: str, quiet: bool) -> Any:
+    if quiet:
+        return None
+    try:
+        import sys
+
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit="epoch", leave=True, file=sys.stderr)
