@@ -35,8 +35,14 @@ __all__ = [
     "renormalize",
 ]
 
-ORIENTATION_BELOW, ORIENTATION_NONE, ORIENTATION_ABOVE = -1, 0, 1
-BOTTOM_KIND_NONE, BOTTOM_KIND_FAULT, BOTTOM_KIND_SEMANTIC = 0, 1, 2
+#: ``SemanticTargets.orientation`` codes: censored below, none, censored above
+ORIENTATION_BELOW = -1
+ORIENTATION_NONE = 0
+ORIENTATION_ABOVE = 1
+#: ``SemanticTargets.bottom_kind`` codes: finite (no bottom), fault, semantic bottom
+BOTTOM_KIND_NONE = 0
+BOTTOM_KIND_FAULT = 1
+BOTTOM_KIND_SEMANTIC = 2
 
 # label → (Y_n for non-finite labels or None for "keep y", Y_d, mask_finite, mask_bottom,
 #          orientation, bottom_kind)                                     (semantics §3.2)
