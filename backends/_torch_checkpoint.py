@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import zipfile
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -71,7 +72,9 @@ class TorchCheckpointMixin:
 
         Read with ``torch.load(weights_only=True)`` unless ``trusted``. A file that only
         unrestricted pickle can read → ``CheckpointError`` pointing to
-        ``load_trusted_checkpoint``."""
+        ``load_trusted_checkpoint``. Anything but a ``torch.save`` zip archive → None."""
+        if not _is_torch_zip(path):
+            return None
         try:
             payload = torch.load(path, map_location=self.device, weights_only=not trusted)
         except pickle.UnpicklingError as exc:
@@ -157,7 +160,7 @@ def load_mapping(path: str, *, map_location: Any, trusted: bool) -> dict[str, An
     try:
         payload = torch.load(path, map_location=map_location, weights_only=not trusted)
     except Exception as exc:
-        hint = "" if trusted else (
+        hint = "" if trusted or not _is_torch_zip(path) else (
             "; if it needs pickle and you trust its producer, pass trusted=True"
         )
         raise CheckpointError(
@@ -166,6 +169,15 @@ def load_mapping(path: str, *, map_location: Any, trusted: bool) -> dict[str, An
     if not isinstance(payload, Mapping):
         raise CheckpointError(path, f"holds a {type(payload).__name__}, not a mapping")
     return dict(payload)
+
+
+def _is_torch_zip(path: str) -> bool:
+    """A zip archive as ``torch.save`` writes it (a ``*/data.pkl`` member)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/data.pkl") for n in z.namelist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
 
 
 def read_metadata(source: Any, path: str | None = None) -> dict[str, Any]:

@@ -306,3 +306,28 @@ def test_load_checkpoint_mapping(tmp_path: Path) -> None:
         load_checkpoint_mapping(tmp_path / "missing")
     with pytest.raises(TypeError, match="trusted"):
         load_checkpoint_mapping(ZP_FULL, trusted="yes")  # type: ignore[arg-type]
+
+
+def test_corrupt_unsealed_files_get_the_seal_error_not_the_pickle_hint(tmp_path: Path) -> None:
+    """Only a torch zip archive is read as a zeroproofml checkpoint: random bytes, a
+    truncated zeroproofml file or another zip keep the seal error (no advice to unpickle)."""
+    import zipfile
+
+    from zpml_core.training import load_checkpoint_mapping
+
+    rng = np.random.default_rng(0)
+    files = {"random": rng.integers(0, 256, 3000, dtype=np.uint8).tobytes(),
+             "truncated": ZP_PICKLED.read_bytes()[:5000]}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    with zipfile.ZipFile(tmp_path / "zip", "w") as z:
+        z.writestr("a.txt", "not a checkpoint")
+    tr = zp_trainer()
+    for name in (*files, "zip"):
+        for load in (tr.load_checkpoint, tr.load_model_state, tr.load_trusted_checkpoint,
+                     load_checkpoint_mapping):
+            with pytest.raises(CheckpointError) as err:
+                load(tmp_path / name)
+            assert "integrity seal" in err.value.reason, (name, load)
+            assert "load_trusted_checkpoint" not in err.value.reason, (name, load)
+            assert "trusted=True" not in err.value.reason, (name, load)
