@@ -48,6 +48,9 @@ def test_ci_runs_the_readme_test_command_with_what_it_needs() -> None:
     assert re.search(r"^ruff check", ci, re.M) and re.search(r"^mypy ", ci, re.M)
     first = _commands(readme)[0]
     assert '".[all]"' in first and first.endswith("zpml demo")
+    # the documentation site: built strictly, every public name checked
+    assert {"mkdocs", "mkdocs-material", "mkdocstrings"} <= _requirements("docs")
+    assert '-e ".[docs]"' in ci and "mkdocs build --strict" in ci and "docs/check_api.py" in ci
 
 
 def _tracked_text_files() -> list[Path]:
