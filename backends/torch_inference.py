@@ -14,11 +14,7 @@ from torch.utils import _pytree
 from zpml_core.inference.mode import InferenceConfig, InferenceResult
 from zpml_core.inference.mode import SCMInferenceWrapper as _Base
 
-__all__ = ["Front", "claims"]
-
-
-def claims(model: Any) -> bool:
-    return isinstance(model, nn.Module)
+__all__ = ["Front"]
 
 
 def _flatten(r: InferenceResult) -> tuple[list[Any], None]:

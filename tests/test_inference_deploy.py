@@ -304,8 +304,10 @@ def test_hostile_shapes_dtypes_values(arr: Any) -> None:
     with pytest.raises(ValueError, match="disagree"):
         decode_strict_censored_3way(arr(P), arr(Q), tau_infer=TAU, bottom_provenance=arr(np.zeros(10), "int64"),
                                     semantic_bottom_mask=arr(np.ones(10, bool), "bool"))
-    with pytest.raises(ValueError, match=r"\(batch,\)"):
-        decode_strict_censored_3way(arr(np.ones((2, 2))), arr(np.ones((2, 2))), tau_infer=TAU)
+    with pytest.raises(ValueError, match="same shape"):
+        decode_strict_censored_3way(arr(np.ones((2, 2))), arr(np.ones((2, 3))), tau_infer=TAU)
+    with pytest.raises(TypeError, match="numerator must be a real array"):
+        decode_strict_censored_3way(arr(P, "complex128"), arr(Q), tau_infer=TAU)
     with pytest.raises(ValueError, match="direction_logits"):
         decode_strict_censored_3way(arr(P), arr(Q), tau_infer=TAU, direction_logits=arr(np.ones((10, 3))))
     with pytest.raises(TypeError, match="bottom_provenance"):

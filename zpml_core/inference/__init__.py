@@ -16,6 +16,8 @@ no array framework (the torch ``nn.Module`` front of the wrapper is loaded from
 ``zpml_backends`` when a torch model is wrapped).
 """
 
+from zpml_core._compat_names import strict_inference_jax as strict_inference_jax  # deprecated
+from zpml_core._compat_names import strict_inference_numpy as strict_inference_numpy  # deprecated
 from zpml_core.inference.fallback import (
     reject_on_bottom,
     reject_on_gap,

@@ -36,19 +36,33 @@ def provenance(xp: Namespace, p: object, name: str = "bottom_provenance") -> Arr
     return p
 
 
+def unknown(d: object) -> bool:
+    """An unknown size: None (array API) or NaN (dask with unknown chunks)."""
+    return d is None or (isinstance(d, float) and d != d)
+
+
+def dim_eq(a: object, b: object) -> bool:
+    """Sizes that may be equal: equal, or either unknown (checked when computed)."""
+    return unknown(a) or unknown(b) or a == b
+
+
+def shape_eq(s: tuple[object, ...], t: tuple[object, ...]) -> bool:
+    return len(s) == len(t) and all(dim_eq(a, b) for a, b in zip(s, t, strict=True))
+
+
 def _shape_text(shape: tuple[int | None, ...]) -> str:
-    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+    return "(" + ", ".join("?" if unknown(d) else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def align(a: Array, shape: tuple[int | None, ...], name: str, ref: str, *, xp: Namespace) -> Array:
     """``a`` with ``shape``'s rank: same shape, or a batch vector given trailing axes."""
     s = tuple(a.shape)
-    if s == tuple(shape):
+    if shape_eq(s, tuple(shape)):
         return a
-    if len(s) == 2 and s[1] == 1 and len(shape) >= 1 and s[0] == shape[0]:
+    if len(s) == 2 and s[1] == 1 and len(shape) >= 1 and dim_eq(s[0], shape[0]):
         a = a[:, 0]
         s = (s[0],)
-    if len(s) == 1 and len(shape) >= 1 and s[0] == shape[0]:
+    if len(s) == 1 and len(shape) >= 1 and dim_eq(s[0], shape[0]):
         return a[(..., *([None] * (len(shape) - 1)))]
     raise ValueError(
         f"{name} has shape {_shape_text(s)}; it must have {ref}'s shape {_shape_text(tuple(shape))} "
@@ -74,7 +88,7 @@ def batch_vector(xp: Namespace, a: Array, name: str, batch: int | None) -> Array
     """``a`` as a ``(B,)`` vector: ``(B,)`` or ``(B, 1)``, else ``ValueError``."""
     if a.ndim == 2 and a.shape[1] == 1:
         a = a[:, 0]
-    if a.ndim != 1 or a.shape[0] != batch:
+    if a.ndim != 1 or not dim_eq(a.shape[0], batch):
         raise ValueError(
             f"{name} must have shape (batch,) with batch={batch}, got {_shape_text(tuple(a.shape))}"
         )
@@ -86,7 +100,7 @@ def batch_any(xp: Namespace, m: Array, name: str, batch: int | None) -> Array:
     over the trailing axes)."""
     if m.ndim == 2 and m.shape[1] == 1:
         m = m[:, 0]
-    if m.ndim == 0 or m.shape[0] != batch:
+    if m.ndim == 0 or not dim_eq(m.shape[0], batch):
         raise ValueError(
             f"{name} must have shape (batch,) or (batch, ...) with batch={batch}, "
             f"got {_shape_text(tuple(m.shape))}"

@@ -14,18 +14,19 @@ from zpml_core.inference.mode import InferenceConfig, InferenceResult, strict_in
 
 __all__ = ["SCMInferenceWrapper"]
 
-#: framework module → the module holding its wrapper front (``claims(model)``, ``Front``)
-_FRONTS = {"torch": "zpml_backends.torch_inference"}
+#: (module, class) of a framework's model type → the module holding its wrapper front
+#: (``Front``, the wrapper as that framework's model type)
+_FRONTS = ((("torch.nn", "Module"), "zpml_backends.torch_inference"),)
 
 
 def _front_for(model: Any) -> type | None:
-    """The framework front that claims ``model`` (only frameworks already imported are
-    asked: a torch model implies torch is imported)."""
-    for framework, module in _FRONTS.items():
-        if framework in sys.modules:
-            front = import_module(module)
-            if front.claims(model):
-                return front.Front
+    """The framework front for ``model``: only frameworks already imported are asked (a
+    torch model implies torch is imported), by a type check that imports nothing, so a
+    callable model can be wrapped inside traced code."""
+    for (module, name), front in _FRONTS:
+        mod = sys.modules.get(module)
+        if mod is not None and isinstance(model, getattr(mod, name)):
+            return import_module(front).Front
     return None
 
 

@@ -37,7 +37,7 @@ def _decoded(xp: Namespace, decoded: object) -> Array:
 def _leading_mask(xp: Namespace, m: object, name: str, decoded: Array) -> Array:
     """``m`` as a bool mask over ``decoded``'s leading axes, expanded to its rank."""
     b = _masks.mask(xp, m, name, decoded)
-    if b.ndim > decoded.ndim or tuple(b.shape) != tuple(decoded.shape[: b.ndim]):
+    if b.ndim > decoded.ndim or not _masks.shape_eq(tuple(b.shape), tuple(decoded.shape[: b.ndim])):
         raise ValueError(
             f"{name} has shape {tuple(b.shape)}; it must equal decoded's leading shape "
             f"(decoded has shape {tuple(decoded.shape)})"
@@ -46,7 +46,7 @@ def _leading_mask(xp: Namespace, m: object, name: str, decoded: Array) -> Array:
 
 
 def _nan_where(xp: Namespace, reject: Array, decoded: Array) -> Array:
-    return xp.where(_masks.expand_to(reject, decoded.ndim, xp=xp), xp.nan, decoded)
+    return _xp.as_input(xp, xp.where(_masks.expand_to(reject, decoded.ndim, xp=xp), xp.nan, decoded))
 
 
 def reject_on_bottom(decoded: Array, bottom_mask: Array) -> tuple[Array, Array]:
@@ -54,7 +54,7 @@ def reject_on_bottom(decoded: Array, bottom_mask: Array) -> tuple[Array, Array]:
     xp = _xp.namespace(decoded, bottom_mask, names=("decoded", "bottom_mask"))
     d = _decoded(xp, decoded)
     b = _leading_mask(xp, bottom_mask, "bottom_mask", d)
-    return _nan_where(xp, b, d), ~b
+    return _nan_where(xp, b, d), _xp.as_input(xp, ~b)
 
 
 def reject_on_gap(decoded: Array, bottom_mask: Array, gap_mask: Array) -> tuple[Array, Array]:
@@ -64,10 +64,10 @@ def reject_on_gap(decoded: Array, bottom_mask: Array, gap_mask: Array) -> tuple[
     d = _decoded(xp, decoded)
     b = _leading_mask(xp, bottom_mask, "bottom_mask", d)
     g = _leading_mask(xp, gap_mask, "gap_mask", d)
-    if tuple(g.shape) != tuple(b.shape):
+    if not _masks.shape_eq(tuple(g.shape), tuple(b.shape)):
         raise ValueError(f"gap_mask has shape {tuple(g.shape)}, bottom_mask {tuple(b.shape)}: they must match")
     r = b | g
-    return _nan_where(xp, r, d), ~r
+    return _nan_where(xp, r, d), _xp.as_input(xp, ~r)
 
 
 def safe_sentinel(decoded: Array, invalid_mask: Array, *, sentinel: float) -> Array:
@@ -87,7 +87,7 @@ def safe_sentinel(decoded: Array, invalid_mask: Array, *, sentinel: float) -> Ar
         raise ValueError(f"sentinel={s!r} does not fit decoded's dtype {d.dtype} (|sentinel| <= {big:g})")
     inv = _leading_mask(xp, invalid_mask, "invalid_mask", d)
     fill = xp.asarray(s, dtype=d.dtype, device=_xp.device(d))
-    return xp.where(_masks.expand_to(inv, d.ndim, xp=xp), fill, d)
+    return _xp.as_input(xp, xp.where(_masks.expand_to(inv, d.ndim, xp=xp), fill, d))
 
 
 def _semantic_part(
@@ -169,7 +169,7 @@ def route_to_analytic_solver(
     if d.ndim == 0 or x.ndim == 0:
         raise ValueError("decoded and inputs must have a batch dimension (axis 0)")
     n = x.shape[0]
-    if d.shape[0] != n:
+    if not _masks.dim_eq(d.shape[0], n):
         raise ValueError(f"decoded has batch size {d.shape[0]}, inputs {n}: they must match")
     inv = _masks.batch_any(xp, _masks.mask(xp, invalid_mask, "invalid_mask", d), "invalid_mask", n)
 
@@ -209,7 +209,7 @@ def route_to_analytic_solver(
 
 def _answer(xp: Namespace, raw: Any, d: Array, shape: tuple[int | None, ...]) -> Array:
     a = xp.asarray(raw, dtype=d.dtype, device=_xp.device(d))
-    if tuple(a.shape) != tuple(shape):
+    if not _masks.shape_eq(tuple(a.shape), tuple(shape)):
         raise ValueError(f"solver_fn returned shape {tuple(a.shape)}; expected {tuple(shape)}")
     return a
 

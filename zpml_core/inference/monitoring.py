@@ -87,7 +87,7 @@ class _Batch:
         def count(m: Array) -> Array:
             return xp.sum(xp.astype(m, it))
 
-        if None in shape:  # unknown sizes (lazy arrays): count on device too
+        if any(_masks.unknown(d) for d in shape):  # unknown sizes (lazy arrays): count on device too
             self.n: int | Array = count(xp.ones_like(b))
         else:
             self.n = math.prod(shape)

@@ -27,10 +27,31 @@ class SemanticDecodeResult(NamedTuple):
     class_id: Array
 
 
-def _batch(xp: Namespace, a: object, name: str, n: int | None) -> Array:
+def _squeeze(a: Array) -> Array:
+    """``(B, 1)`` → ``(B,)`` (zeroproofml's column convention)."""
+    return a[:, 0] if a.ndim == 2 and a.shape[1] == 1 else a
+
+
+def _like(xp: Namespace, a: object, name: str, shape: tuple[int | None, ...]) -> Array:
+    """``a`` with the decode's sample shape (a ``(B, 1)`` column squeezed)."""
     if not _xp.is_array(a):
         raise TypeError(f"{name} must be an array, got {type(a).__name__}")
-    return _masks.batch_vector(xp, _xp.as_input(xp, a), name, n)
+    v = _xp.as_input(xp, a)
+    if not _masks.shape_eq(tuple(v.shape), shape):
+        v = _squeeze(v)
+    if not _masks.shape_eq(tuple(v.shape), shape):
+        raise ValueError(f"{name} has shape {tuple(v.shape)}; it must have the samples' shape {shape}")
+    return v
+
+
+def _real(xp: Namespace, a: object, name: str) -> Array:
+    if not _xp.is_array(a):
+        raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+    v = _xp.as_input(xp, a)
+    _xp.check_dtype(xp, v, name)
+    if _xp.is_complex(xp, v.dtype):
+        raise TypeError(f"{name} must be a real array (a side needs an order), got dtype {v.dtype}")
+    return _squeeze(v)
 
 
 def decode_strict_censored_3way(
@@ -44,8 +65,10 @@ def decode_strict_censored_3way(
     semantic_bottom_mask: Array | None = None,
     bottom_provenance: Array | None = None,
 ) -> SemanticDecodeResult:
-    """Decode a batch of scalar ``(P, Q)`` (shape ``(B,)`` or ``(B, 1)``) into
-    ``SemanticDecodeResult(decoded, bottom_mask, class_id)``.
+    """Decode scalar ``(P, Q)`` samples into ``SemanticDecodeResult(decoded, bottom_mask,
+    class_id)``. ``P`` and ``Q`` have one shape ``S`` — zeroproofml's batch ``(B,)``, or a
+    ``(B, 1)`` column (squeezed to ``(B,)``), or any other shape; the optional masks,
+    codes and ``orientation_signal`` have shape ``S`` too, ``direction_logits`` ``S + (2,)``.
 
     ``decoded`` and ``bottom_mask`` are ``strict_inference(P, Q, tau_infer)``'s (bottom =
     non-finite ``P``/``Q``/quotient, or ``|Q| < tau_infer``). ``class_id`` (default int
@@ -53,9 +76,9 @@ def decode_strict_censored_3way(
 
     1. ``1`` (unknown) at a *fault* bottom or a non-finite ``P``; at a *semantic* bottom
        with finite ``P`` the side of ``P``: ``2`` if ``P >= 0`` else ``0``;
-    2. with ``orientation_signal`` (finite, ``(B,)``): ``0``/``1``/``2`` for a negative /
+    2. with ``orientation_signal`` (finite, real): ``0``/``1``/``2`` for a negative /
        zero / positive signal, at every bottom;
-    3. with ``direction_logits`` (``(B, 2)``, ``argmax`` 0 = below, 1 = above → class 0 / 2):
+    3. with ``direction_logits`` (``argmax`` over the last axis: 0 = below, 1 = above → class 0 / 2):
        at the semantic bottoms if provenance is known, else at every bottom.
 
     Provenance: the fault/semantic split of the decode itself, overridden by
@@ -72,22 +95,13 @@ def decode_strict_censored_3way(
         names=("numerator", "denominator", "direction_logits", "orientation_signal",
                "fault_mask", "semantic_bottom_mask", "bottom_provenance"),
     )
-    for name, a in (("numerator", numerator), ("denominator", denominator)):
-        if not _xp.is_array(a):
-            raise TypeError(f"{name} must be an array, got {type(a).__name__}")
-    p, q = _xp.as_input(xp, numerator), _xp.as_input(xp, denominator)
-    if p.ndim == 2 and p.shape[1] == 1:
-        p = p[:, 0]
-    if q.ndim == 2 and q.shape[1] == 1:
-        q = q[:, 0]
-    if p.ndim != 1 or q.ndim != 1:
+    p, q = _real(xp, numerator, "numerator"), _real(xp, denominator, "denominator")
+    if not _masks.shape_eq(tuple(p.shape), tuple(q.shape)):
         raise ValueError(
-            f"decode_strict_censored_3way expects (batch,) or (batch, 1) arrays, got numerator "
-            f"{tuple(numerator.shape)} and denominator {tuple(denominator.shape)}"
+            f"numerator and denominator must have the same shape, got {tuple(numerator.shape)} "
+            f"and {tuple(denominator.shape)}"
         )
-    if p.shape[0] != q.shape[0]:
-        raise ValueError(f"numerator and denominator batch sizes differ: {p.shape[0]} != {q.shape[0]}")
-    n = p.shape[0]
+    shape = tuple(q.shape)
     res = strict_inference(p, q, config=cfg)
     decoded, bottom = res.decoded, res.bottom_mask
     it = _xp.default_int(xp, _xp.device(bottom))
@@ -96,16 +110,16 @@ def decode_strict_censored_3way(
     semantic = fault = None
     checks: list[tuple[Array, Array, str]] = []
     if bottom_provenance is not None:
-        code = _batch(xp, _masks.provenance(xp, bottom_provenance), "bottom_provenance", n)
+        code = _like(xp, _masks.provenance(xp, bottom_provenance), "bottom_provenance", shape)
         fault, semantic = _masks.split_from_provenance(bottom, code)
     if semantic_bottom_mask is not None:
-        s = _masks.mask(xp, _batch(xp, semantic_bottom_mask, "semantic_bottom_mask", n),
+        s = _masks.mask(xp, _like(xp, semantic_bottom_mask, "semantic_bottom_mask", shape),
                         "semantic_bottom_mask", bottom) & bottom
         if semantic is not None:
             checks.append((semantic, s, "bottom_provenance and semantic_bottom_mask disagree"))
         semantic = s
     if fault_mask is not None:
-        f = _masks.mask(xp, _batch(xp, fault_mask, "fault_mask", n), "fault_mask", bottom) & bottom
+        f = _masks.mask(xp, _like(xp, fault_mask, "fault_mask", shape), "fault_mask", bottom) & bottom
         if fault is not None:
             checks.append((fault, f, "bottom_provenance and fault_mask disagree"))
         fault = f
@@ -121,7 +135,10 @@ def decode_strict_censored_3way(
     klass = xp.where(bottom & ~fault & xp.isfinite(pd), side, one)
 
     if orientation_signal is not None:
-        o = _xp.to_float(xp, _batch(xp, orientation_signal, "orientation_signal", n))
+        o = _like(xp, orientation_signal, "orientation_signal", shape)
+        if _xp.is_complex(xp, o.dtype):
+            raise TypeError(f"orientation_signal must be a real array, got dtype {o.dtype}")
+        o = _xp.to_float(xp, o)
         checks.append((xp.isfinite(o), xp.ones_like(bottom),
                        "orientation_signal must contain only finite values"))
         o_class = xp.where(o > 0.0, 2 * one, xp.where(o < 0.0, 0 * one, one))
@@ -131,13 +148,13 @@ def decode_strict_censored_3way(
         if not _xp.is_array(direction_logits):
             raise TypeError(f"direction_logits must be an array, got {type(direction_logits).__name__}")
         logits = _xp.as_input(xp, direction_logits)
-        if logits.ndim != 2 or logits.shape[0] != n or logits.shape[1] != 2:
-            raise ValueError(f"direction_logits must have shape (batch, 2) with batch={n}, "
-                             f"got {tuple(logits.shape)}")
+        if not _masks.shape_eq(tuple(logits.shape), (*shape, 2)):
+            raise ValueError(f"direction_logits must have shape {(*shape, 2)} (the samples' "
+                             f"shape and 2 logits: below, above), got {tuple(logits.shape)}")
         head = xp.where(xp.argmax(logits, axis=-1) == 1, 2 * one, 0 * one)
         klass = head if direction_semantic is None else xp.where(direction_semantic, head, klass)
 
     for a, b, msg in checks:
         (decoded,) = _masks.agree(xp, a, b, msg, (decoded,))
-    class_id = xp.where(bottom, klass, one)
+    class_id = _xp.as_input(xp, xp.where(bottom, klass, one))
     return SemanticDecodeResult(decoded, bottom, class_id)
