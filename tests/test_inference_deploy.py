@@ -268,6 +268,34 @@ def test_wrapper_from_checkpoint_metadata(monkeypatch: pytest.MonkeyPatch) -> No
         SCMInferenceWrapper.from_checkpoint(lambda v: (v, v), "c")
 
 
+def test_wrapper_from_a_real_checkpoint(tmp_path: Any) -> None:
+    torch = pytest.importorskip("torch")
+    from zpml_core.layers import SCMRationalLayer
+    from zpml_core.losses import implicit_loss
+    from zpml_core.training import ArrayLoader, SCMTrainer, TrainingConfig
+
+    layer = SCMRationalLayer(0, 1, dtype=torch.float64)
+    x = torch.linspace(-1, 1, 8, dtype=torch.float64)
+    trainer = SCMTrainer(model=layer, optimizer=torch.optim.SGD(layer.parameters(), lr=0.0),
+                         loss_fn=lambda out, target: implicit_loss(*out, *target),
+                         train_loader=ArrayLoader(x, x, batch_size=8),
+                         config=TrainingConfig(max_epochs=1, tau_infer=3e-6, tau_train_min=1e-5,
+                                               tau_train_max=2e-4))
+    trainer.save_checkpoint(tmp_path / "run.pt")
+    w = SCMInferenceWrapper.from_checkpoint(layer, tmp_path / "run.pt").eval()
+    assert isinstance(w, torch.nn.Module) and (w.tau_infer, w.tau_train) == (3e-6, 2e-4)
+    assert w.metadata["tau_train_min"] == 1e-5
+    with torch.no_grad():  # P = 1, Q = x
+        layer.numerator.copy_(torch.tensor([1.0]))
+        layer.denominator.copy_(torch.tensor([0.0, 1.0]))
+    q = np.array([-1.0, 0.0, 1e-6, 1e-4, 0.5])
+    r = w(torch.tensor(q))
+    b = np.abs(q) < 3e-6
+    np.testing.assert_array_equal(r.bottom_mask.numpy(), b)
+    np.testing.assert_array_equal(r.gap_mask.numpy(), (np.abs(q) >= 3e-6) & (np.abs(q) < 2e-4))
+    np.testing.assert_allclose(r.decoded.detach().numpy(), np.where(b, np.nan, 1.0 / np.where(b, 1.0, q)))
+
+
 # -- hostile input -------------------------------------------------------------------------------
 
 

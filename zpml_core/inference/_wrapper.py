@@ -56,7 +56,15 @@ class SCMInferenceWrapper:
 
     training: bool = False
 
-    def __new__(cls, model: Any, *args: Any, **kwargs: Any) -> Any:
+    def __new__(
+        cls,
+        model: Any,
+        *,
+        config: InferenceConfig | None = None,
+        experimental_provenance: bool | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Any:
+        # a framework's model gets that framework's front (e.g. an ``nn.Module``)
         if cls is SCMInferenceWrapper:
             front = _front_for(model)
             if front is not None:
