@@ -446,3 +446,6 @@ def test_dask_rates_and_reject() -> None:
     mon = StrictInferenceMonitor()
     mon.update(b)
     assert mon.rates()["bottom_rate"] == B.mean()
+    routed = route_to_analytic_solver(da.from_array(DEC, chunks=4), b, inputs=da.arange(10.0, chunks=4),
+                                      solver_fn=lambda rows: rows * 100.0)
+    np.testing.assert_array_equal(np.asarray(routed.compute()), np.where(B, np.arange(10.0) * 100.0, DEC))

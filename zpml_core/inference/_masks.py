@@ -118,18 +118,22 @@ def agree(xp: Namespace, a: Array, b: Array, message: str, outputs: tuple[Array,
     return tuple(get_backend(xp).require(a != b, message, outputs, xp=xp))
 
 
-def host_ints(xp: Namespace, values: list[Array]) -> list[int]:
-    """0-d integer arrays → Python ints, in one transfer (stacked first)."""
-    if not values:
-        return []
-    v = xp.stack(values)
-    compute = getattr(v, "compute", None)  # lazy (dask): one compute
+def host_list(v: Array) -> list[int]:
+    """A 1-D integer/bool array → Python ints, in one transfer (lazy arrays: one compute)."""
+    compute = getattr(v, "compute", None)
     if compute is not None:
         v = compute()
     tolist = getattr(v, "tolist", None)
     if tolist is not None:
         return [int(t) for t in tolist()]
-    return [int(v[i]) for i in range(len(values))]
+    return [int(v[i]) for i in range(int(v.shape[0]))]
+
+
+def host_ints(xp: Namespace, values: list[Array]) -> list[int]:
+    """0-d integer arrays → Python ints, in one transfer (stacked first)."""
+    if not values:
+        return []
+    return host_list(xp.stack(values))
 
 
 def wide_float(xp: Namespace, dev: object) -> object:

@@ -143,7 +143,8 @@ def route_to_analytic_solver(
     ``solver_fn(inputs[route])`` receives the routed rows only and returns their
     replacement, shaped ``(n_routed, *decoded.shape[1:])``; it is not called when
     nothing routes (``decoded`` is returned as is). This selection has a data-dependent
-    size, so this mode runs eagerly (not under ``jit``/``compile``). With
+    size: the per-sample route is read on the host (one transfer), so this mode runs
+    eagerly (not under ``jit``/``compile``). With
     ``dense=True``, ``solver_fn(inputs)`` answers for every row and the result is
     ``where(route, answer, decoded)`` — no data-dependent shape, traceable.
 
@@ -192,16 +193,22 @@ def route_to_analytic_solver(
         answer = _answer(xp, solver_fn(x), d, tuple(d.shape))
         return xp.where(route_e, answer, d)
 
-    routed = _count(xp, route)
+    # the selection is data-dependent: read the per-sample route once on the host
+    it = _xp.default_int(xp, _xp.device(route))
+    flags = _masks.host_list(xp.astype(route, it))
+    rows = [i for i, f in enumerate(flags) if f]
+    routed = len(rows)
     if routed == 0:
         return d
-    idx = xp.nonzero(route)[0]
+    dev = _xp.device(d)
+    idx = xp.asarray(rows, dtype=it, device=dev)
     answer = _answer(xp, solver_fn(xp.take(x, idx, axis=0)), d, (routed, *d.shape[1:]))
-    # splice without in-place writes: row i takes answer[cumsum(route)[i] - 1]
-    it = _xp.default_int(xp, _xp.device(route))
-    pos = xp.cumulative_sum(xp.astype(route, it)) - 1
-    pos = xp.clip(pos, 0, routed - 1)
-    out = xp.where(route_e, xp.take(answer, pos, axis=0), d)
+    # splice without in-place writes: row i takes answer[k] for its rank k among routed rows
+    rank, k = [], 0
+    for f in flags:
+        rank.append(min(k, routed - 1))
+        k += f
+    out = xp.where(route_e, xp.take(answer, xp.asarray(rank, dtype=it, device=dev), axis=0), d)
     if event_logger is not None:
         _route_events(xp, event_logger, route, n, routed, bottom, fault, semantic, sem, code)
     return out
