@@ -157,14 +157,16 @@ def _bench(tmp: Path, backend: str, fit: str) -> dict[str, Any]:
     from zpml_core.cli import main as cli_main
 
     out = tmp / backend
+    # (the softplus denominator head: the linear one is what `zpml demo` runs)
     assert cli_main(["bench", "--tasks", "pole,ik_ref", "--seeds", "1", "--epochs", "1",
                      "--n-samples", "200", "--backends", backend, "--fit", fit,
-                     "--out", str(out), "--quiet"]) == 0
+                     "--q-head", "softplus", "--out", str(out), "--quiet"]) == 0
     lines = (out / "results.jsonl").read_text().splitlines()
     assert [json.loads(s)["task"] for s in lines] == ["pole", "ik_ref"]
     for s in lines:
         rec = json.loads(s)
         assert rec["backend"] == backend and rec["fit"] == fit and Path(rec["log"]).exists()
+        assert rec["q_head"] == "softplus"
     summary = json.loads((out / "summary.json").read_text())
     assert {g["task"] for g in summary["groups"]} == {"pole", "ik_ref"}
     assert set(summary["predict_zero"]) == {"pole", "ik_ref"}

@@ -241,10 +241,11 @@ def _ik_pole_split(rng: np.random.Generator, n_uniform: int, n_near: int, n_exac
 def ik_pole_task(seed: int, n_samples: int | None = None, *, exact_train: int | None = None
                  ) -> Task:
     """True-pole IK (module docstring); ``n_samples`` scales the training split
-    (default 4112 rows: 3072 uniform, 1024 near, 16 exact; ``exact_train`` overrides
-    the number of exact-singular training rows)."""
+    (default 5120 rows: 3072 uniform, 1024 near, 1024 exactly singular — the singular
+    line itself is sampled, ``θ2 = 0`` with ``θ1`` uniform; ``exact_train`` overrides
+    that count). Validation and test keep 8 and 32 exact rows."""
     rng = np.random.default_rng(seed)
-    s = 1.0 if n_samples is None else n_samples / 4112.0
+    s = 1.0 if n_samples is None else n_samples / 5120.0
 
     def n(k: int) -> int:
         return max(1, round(k * s))
@@ -252,7 +253,7 @@ def ik_pole_task(seed: int, n_samples: int | None = None, *, exact_train: int | 
     return Task(
         "ik_pole", 2, 2,
         train=_ik_pole_split(rng, n(3072), n(1024),
-                             max(2, n(16)) if exact_train is None else exact_train),
+                             max(2, n(1024)) if exact_train is None else exact_train),
         val=_ik_pole_split(rng, n(768), n(256), max(2, n(8))),
         test=_ik_pole_split(rng, n(3072), n(1024), max(2, n(32))),
         distance_label="|det J|", batch_size=128, edges=IK_POLE_EDGES,
