@@ -4,9 +4,10 @@
     python -m zpml_conformance --backend jax --backend torch
     python -m zpml_conformance --list --backend numpy
     python -m zpml_conformance --backend strict --only 'scm.div/*' --dtype float32
-    python -m zpml_conformance --backend mylib --xfails mylib-xfails.txt --json out.json
+    python -m zpml_conformance --backend mylib --xfails mylib=extra-xfails.txt --json out.json
+    python -m zpml_conformance --backend mylib --only scm.exp --traceback
 
-Prints failures, a table (backend × group: passed / failed / xfailed) and a final line
+Prints failures (and xfails, with their details), a table (backend × group: passed / failed / xfailed) and a final line
 ``N passed, M failed``; the exit code is 1 on any failure (2 on usage errors).
 """
 
@@ -37,9 +38,12 @@ def _parser(prog: str = "python -m zpml_conformance") -> argparse.ArgumentParser
                    help="run only case ids matching PATTERN (glob with * ? [...], else "
                    "substring; repeatable)")
     p.add_argument("--dtype", choices=(*DTYPES, ALL), default=ALL)
-    p.add_argument("--xfails", metavar="FILE",
-                   help="xfails file (one '<case id or glob> <reason>' per line); default: "
-                   "the package's <backend>-xfails.txt")
+    p.add_argument("--xfails", action="append", metavar="[NAME=]FILE",
+                   help="xfails file (one '<case id or glob>[:<output>] <reason>' per "
+                   "line), used in addition to the file the backend ships; repeatable; "
+                   "NAME=FILE applies to backend NAME only")
+    p.add_argument("--traceback", action="store_true",
+                   help="show the traceback of every exception a case raised")
     p.add_argument("--json", metavar="PATH", help="write all results as JSON to PATH")
     p.add_argument("--device", default="auto", metavar="NAME",
                    help="device for the inputs: a device name of the backend (e.g. "
@@ -114,15 +118,16 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m zpml_confo
     for name in names:
         try:
             rep = runner.run(known[name], dtype=dtype, only=args.only,
-                             xfails=args.xfails if args.xfails else True, device=args.device)
+                             xfails=args.xfails or True, device=args.device,
+                             traceback=args.traceback)
         except ValueError as exc:  # unknown device
             print(f"{name}: {exc}", file=sys.stderr)
             return 2
         reports.append(rep)
         if not args.quiet:
             for r in rep.results:
-                if r.status in (runner.FAILED, runner.XPASSED):
-                    print(("FAIL " if r.status == runner.FAILED else "XPASS ") + r.message)
+                if r.status in _SHOWN:
+                    print(_SHOWN[r.status] + r.message)
         for w in rep.warnings:
             print(f"warning: {w}")
     total = time.perf_counter() - t0
@@ -142,6 +147,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m zpml_confo
 
 
 _ORDER = ("numpy", "strict", "torch", "jax", "dask")
+_SHOWN = {"failed": "FAIL ", "xpassed": "XPASS ", "xfailed": "XFAIL "}
 
 
 def _order(name: str) -> tuple[int, str]:

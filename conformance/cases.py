@@ -107,6 +107,9 @@ class Case:
     #: outputs whose dtype is the backend's default float (e.g. coverage: float32 on
     #: torch by default, float64 on numpy) instead of the reference's dtype
     default_float: tuple[str, ...] = ()
+    #: outputs (by last name component) whose dtype is the backend's default integer
+    #: (int64 in numpy, int32 in MLX) instead of the reference's dtype
+    default_int: tuple[str, ...] = ("bottom_provenance", "orientation_label", "bottom_kind")
     #: a zpml_core.autodiff.GradientPolicy member name: the call (reference and backend)
     #: runs inside ``gradient_policy(...)``
     policy: str | None = None

@@ -6,7 +6,8 @@ Options (registered through the ``pytest11`` entry point ``zpml_conformance``, o
     --zpml-backend NAME   backend(s) to check (repeatable or comma separated; default:
                           every registered backend that imports; env ZPML_CONFORMANCE_BACKEND)
     --zpml-dtype DTYPE    float64, float32 or all (default)
-    --zpml-xfails FILE    xfails file (default: the package's <backend>-xfails.txt)
+    --zpml-xfails FILE    xfails file, added to the one the backend ships (repeatable;
+                          NAME=FILE: backend NAME only)
 
 The plugin only adds options; the tests live in ``zpml_conformance/test_conformance.py``
 and are collected only when the package is given to pytest. Importing the plugin imports
@@ -25,5 +26,7 @@ def pytest_addoption(parser: Any) -> None:
                     "(repeatable, comma separated; default: all registered)")
     group.addoption("--zpml-dtype", default="all", choices=("float64", "float32", "all"),
                     help="run only cases of this dtype")
-    group.addoption("--zpml-xfails", default=None, metavar="FILE",
-                    help="xfails file: one '<case id or glob> <reason>' per line")
+    group.addoption("--zpml-xfails", action="append", default=None, metavar="[NAME=]FILE",
+                    help="xfails file, in addition to the one the backend ships: one "
+                    "'<case id or glob>[:<output>] <reason>' per line (repeatable; "
+                    "NAME=FILE: backend NAME only)")

@@ -28,7 +28,9 @@ Failure messages name the backend, the case and the first differing element.
 from __future__ import annotations
 
 import fnmatch
+import re
 import time
+import traceback as _tb
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -43,6 +45,7 @@ from zpml_conformance.cases import Case, all_cases
 
 import zpml_core
 from zpml_core import Backend, get_backend_by_name, registered_backends
+from zpml_core._registry import is_builtin
 
 __all__ = [
     "FAILED",
@@ -54,9 +57,11 @@ __all__ = [
     "check_case",
     "clear_caches",
     "default_tolerance",
+    "judge",
     "load_xfails",
     "run",
     "select_cases",
+    "xfails_paths",
 ]
 
 PASSED, FAILED, XFAILED, XPASSED = "passed", "failed", "xfailed", "xpassed"
@@ -143,18 +148,83 @@ def select_cases(
     return out
 
 
-def default_xfails_path(backend_name: str) -> Path | None:
-    """``conformance/<backend>-xfails.txt`` shipped with the package, if present."""
+def default_xfails_path(backend: str | Backend) -> Path | None:
+    """The xfails file shipped for ``backend`` (an adapter or a registered name), if any:
+
+    1. the adapter's ``conformance_xfails`` attribute (a path, an
+       ``importlib.resources`` file, or a zero-argument callable returning one);
+    2. ``<name>-xfails.txt`` next to the adapter's module, in its package (shipped as
+       package data and so found through the entry point);
+    3. ``zpml_conformance/<name>-xfails.txt`` (the built-in backends)."""
+    b: Backend | None
+    if isinstance(backend, str):
+        name = backend
+        b = registered_backends().get(name)
+    else:
+        b, name = backend, backend.name
+    if b is not None:
+        hook = getattr(b, "conformance_xfails", None)
+        if callable(hook):
+            hook = hook()
+        if hook is not None:
+            return Path(str(hook))
+        module = type(b).__module__
+        if not is_builtin(b) and module not in ("__main__", "builtins"):
+            try:
+                pkg = module if _is_package(module) else module.rpartition(".")[0] or module
+                path = Path(str(resources.files(pkg).joinpath(f"{name}-xfails.txt")))
+                if path.is_file():
+                    return path
+            except (ModuleNotFoundError, TypeError, ValueError):
+                pass
     try:
-        p = resources.files("zpml_conformance").joinpath(f"{backend_name}-xfails.txt")
+        p = resources.files("zpml_conformance").joinpath(f"{name}-xfails.txt")
     except (ModuleNotFoundError, TypeError):  # pragma: no cover
         return None
     path = Path(str(p))
     return path if path.is_file() else None
 
 
+def _is_package(module: str) -> bool:
+    import sys
+
+    m = sys.modules.get(module)
+    return m is not None and hasattr(m, "__path__")
+
+
+def xfails_paths(backend: Backend, xfails: Any = True) -> list[Path]:
+    """The xfails files that apply to ``backend``: the shipped one
+    (:func:`default_xfails_path`) unless ``xfails`` is None/False, plus the files given
+    as ``xfails`` — a path or a sequence of paths; an item ``"NAME=PATH"`` applies
+    only to the backend called NAME."""
+    if xfails is None or xfails is False:
+        return []
+    out: list[Path] = []
+    shipped = default_xfails_path(backend)
+    if shipped is not None:
+        out.append(shipped)
+    if xfails is True:
+        return out
+    items = [xfails] if isinstance(xfails, (str, Path)) else list(xfails)
+    for item in items:
+        text = str(item)
+        name, sep, rest = text.partition("=")
+        if sep and not isinstance(item, Path) and name and "/" not in name \
+                and not Path(text).exists():
+            if name != backend.name:
+                continue
+            text = rest
+        path = Path(text)
+        if path not in out:
+            out.append(path)
+    return out
+
+
 def load_xfails(path: str | Path | None) -> list[tuple[str, str]]:
-    """Parse an xfails file: one ``<case id or glob> <reason>`` per line, ``#`` comments."""
+    """Parse an xfails file: one ``<case id or glob>[:<output>] <reason>`` per line,
+    ``#`` comments. With ``:<output>`` (an output name such as ``bottom``, or for a
+    gradient case the input ``x``; globs allowed) only that output's problems are
+    excused: a difference in another output still fails the case."""
     if path is None:
         return []
     entries = []
@@ -165,6 +235,47 @@ def load_xfails(path: str | Path | None) -> list[tuple[str, str]]:
         parts = line.split(None, 1)
         entries.append((parts[0], parts[1].strip() if len(parts) > 1 else ""))
     return entries
+
+
+@dataclass(frozen=True)
+class Xfail:
+    """One xfails entry: the case pattern, the output it excuses (None: all)."""
+
+    pattern: str
+    output: str | None
+    reason: str
+    source: str
+
+    def matches(self, case_id: str) -> bool:
+        return case_id == self.pattern or fnmatch.fnmatchcase(case_id, self.pattern)
+
+    def excuses(self, problem: str) -> bool:
+        if self.output is None:
+            return True
+        out = problem_output(problem)
+        return out is not None and (out == self.output
+                                    or fnmatch.fnmatchcase(out, self.output))
+
+
+def parse_xfails(paths: Sequence[Path]) -> list[Xfail]:
+    entries = []
+    for path in paths:
+        for pat, reason in load_xfails(path):
+            case, sep, output = pat.partition(":")
+            entries.append(Xfail(case, output if sep and output else None, reason, str(path)))
+    return entries
+
+
+_PROBLEM_OUTPUT = re.compile(r"^(?:output '([^']+)'|gradient d/d(\w+)\b)")
+
+
+def problem_output(problem: str) -> str | None:
+    """The output a problem message is about (``output 'bottom' ...`` → ``bottom``,
+    ``gradient d/dx ...`` → ``x``); None for problems about the whole case."""
+    m = _PROBLEM_OUTPUT.match(problem)
+    if m is None:
+        return None
+    return m.group(1) or m.group(2)
 
 
 # ---------------------------------------------------------------------------------------
@@ -437,10 +548,11 @@ def _check_forward(case: Case, backend: Backend, xp: Any, dev: Any) -> list[str]
                 if type(exc).__name__ == ref.name:
                     return []
                 return [f"raised {type(exc).__name__}: {exc}; expected {ref.name} "
-                        f"like the reference"]
+                        f"like the reference{_trace(exc)}"]
             if case.raises:
-                return [f"raised {type(exc).__name__}: {exc}; expected {case.raises}"]
-            return [f"raised {type(exc).__name__}: {exc}"]
+                return [f"raised {type(exc).__name__}: {exc}; expected {case.raises}"
+                        f"{_trace(exc)}"]
+            return [f"raised {type(exc).__name__}: {exc}{_trace(exc)}"]
         converted: dict[str, Any] = {}
         conversion: dict[str, str] = {}
         for k, v in flat.items():
@@ -464,8 +576,12 @@ def _check_forward(case: Case, backend: Backend, xp: Any, dev: Any) -> list[str]
         if name in case.default_float:
             from zpml_core import _xp
 
-            want = np.dtype(str(_xp.default_float(xp, in_dev)).rsplit(".", 1)[-1])
+            want = np.dtype(_dtype_name(_xp.default_float(xp, in_dev)))
             case_dtype = want.name if want.name in ("float32", "float64") else case.dtype
+        elif e.dtype.kind in "iu" and name.rsplit(".", 1)[-1] in case.default_int:
+            from zpml_core import _xp
+
+            want = np.dtype(_dtype_name(_xp.default_int(xp, in_dev)))
         d_rtol, d_atol = default_tolerance(case_dtype)
         msgs = [f"output {name!r} {p}" for p in
                 _check_native(backend, xp, x, want, e.shape, in_dev)]
@@ -553,7 +669,7 @@ def _compute_grads(case: Case, backend: Backend, xp: Any, dev: Any,
             res[k] = np.array(backend.to_numpy(g), copy=True)
         return res
     except Exception as exc:
-        return f"gradient computation raised {type(exc).__name__}: {exc}"
+        return f"gradient computation raised {type(exc).__name__}: {exc}{_trace(exc)}"
 
 
 _FD: dict[str, dict[str, np.ndarray]] = {}
@@ -597,14 +713,16 @@ def _fd_grads(case: Case) -> dict[str, np.ndarray]:
 
 
 def _peer_backends(backend: Backend) -> list[Backend]:
-    """Other registered autodiff backends (not serving the same namespace: arrays of a
-    shared namespace run through one adapter anyway)."""
+    """The reference autodiff backends for ``backend``'s gradients: the *built-in*
+    ones (torch, jax) that are installed, except ``backend`` itself and any serving the
+    same namespace. A third-party adapter is never a reference, so its wrong gradient
+    cannot fail another backend's cases."""
     peers = []
     mine = set(backend.namespace_names)
     for name, b in sorted(registered_backends().items()):
         if name == backend.name or not b.supports_autodiff or b is backend:
             continue
-        if mine & set(b.namespace_names):
+        if not is_builtin(b) or mine & set(b.namespace_names):
             continue
         if _grad.grad_fn_for(b) is None or not b.available():
             continue
@@ -652,8 +770,7 @@ def _check_grad(case: Case, backend: Backend, xp: Any, dev: Any) -> list[str]:
     cmp_at = spec.compare_at(inputs_np) if spec.compare_at is not None else None
     for peer in _peer_backends(backend):
         other = _peer_grads(case, peer)
-        if isinstance(other, str):
-            problems.append(f"peer {peer.name}: {other}")
+        if isinstance(other, str):  # the reference could not compute: no comparison
             continue
         for k in spec.wrt:
             a, e = got[k], other[k]
@@ -667,7 +784,8 @@ def _check_grad(case: Case, backend: Backend, xp: Any, dev: Any) -> list[str]:
                     atol = max(atol, 4 * float(np.finfo(case.dtype).eps) * float(fin.max()))
             diff = compare_arrays(a, e, rtol=g_rtol, atol=atol, signed_zeros=False)
             if diff is not None:
-                problems.append(f"gradient d/d{k} differs from {peer.name}'s: {diff}")
+                problems.append(f"gradient d/d{k} differs from the built-in reference "
+                                f"{peer.name}'s: {diff}")
     return problems
 
 
@@ -683,22 +801,63 @@ def clear_caches() -> None:
     _FD.clear()
 
 
-def check_case(case: Case, backend: Backend | str, *, device: Any = "auto") -> list[str]:
-    """Problems of one case on one backend (empty list: the case passes)."""
+_TRACEBACKS = [False]
+
+
+def _trace(exc: BaseException) -> str:
+    """The traceback of ``exc`` (appended to failure messages with ``traceback=True``)."""
+    if not _TRACEBACKS[0]:
+        return ""
+    return "\n" + "".join(_tb.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+
+
+def check_case(case: Case, backend: Backend | str, *, device: Any = "auto",
+               traceback: bool = False) -> list[str]:
+    """Problems of one case on one backend (empty list: the case passes). With
+    ``traceback`` an exception's message carries the traceback of where it came from."""
     b = _resolve(backend)
     prepare_backend(b)
     xp = b.namespace()
     dev = resolve_device(b, device) if isinstance(device, str) else device
+    saved, _TRACEBACKS[0] = _TRACEBACKS[0], traceback
     try:
         if case.grad is not None:
             return _check_grad(case, b, xp, dev)
         return _check_forward(case, b, xp, dev)
     except Exception as exc:  # a crash in the runner path itself is a failure too
-        return [f"raised {type(exc).__name__}: {exc}"]
+        return [f"raised {type(exc).__name__}: {exc}{_trace(exc)}"]
+    finally:
+        _TRACEBACKS[0] = saved
 
 
 def _resolve(backend: Backend | str) -> Backend:
     return get_backend_by_name(backend) if isinstance(backend, str) else backend
+
+
+def judge(case_id: str, problems: Sequence[str], entries: Sequence[Xfail]) -> tuple[str, str]:
+    """``(status, detail)`` of a case from its problems and the xfails entries: a case
+    is XFAILED if every problem is excused (a whole-case entry, or entries naming the
+    outputs the problems are about), FAILED if one is not, XPASSED if it passes but an
+    entry names it."""
+    mine = [e for e in entries if e.matches(case_id)]
+    if not problems:
+        if mine:
+            return XPASSED, "passed but is listed as xfail (" + \
+                "; ".join(_entry_text(e) for e in mine) + ")"
+        return PASSED, ""
+    left = [p for p in problems if not any(e.excuses(p) for e in mine)]
+    if left:
+        excused = len(problems) - len(left)
+        note = f" ({excused} more excused by xfails)" if excused else ""
+        return FAILED, "; ".join(left) + note
+    used = [e for e in mine if any(e.excuses(p) for p in problems)]
+    return XFAILED, "; ".join(problems) + " (xfail: " + \
+        "; ".join(_entry_text(e) for e in used) + ")"
+
+
+def _entry_text(e: Xfail) -> str:
+    where = f"{e.output}: " if e.output else ""
+    return where + (e.reason or "listed")
 
 
 def run(
@@ -707,15 +866,19 @@ def run(
     cases: Iterable[Case] | None = None,
     dtype: str | None = None,
     only: Sequence[str] | None = None,
-    xfails: str | Path | bool | None = True,
+    xfails: Any = True,
     device: Any = "auto",
     progress: Callable[[Result], None] | None = None,
+    traceback: bool = False,
 ) -> Report:
     """Run the suite against ``backend`` (an adapter instance or a registered name).
 
-    ``xfails``: True → the package's ``<backend>-xfails.txt`` if any; a path → that file;
-    None/False → none. ``device``: a device object, or a name for :func:`resolve_device`
-    (``"auto"``: :func:`conformance_device`; ``"default"``: the library default).
+    ``xfails``: True → the file shipped for the backend (:func:`default_xfails_path`);
+    a path or a sequence of paths (``"NAME=PATH"``: for backend NAME only) → those
+    files *and* the shipped one; None/False → none. ``device``: a device object, or a
+    name for :func:`resolve_device` (``"auto"``: :func:`conformance_device`;
+    ``"default"``: the library default). ``traceback``: failure messages of
+    exceptions carry their traceback.
     """
     b = _resolve(backend)
     report = Report(b.name)
@@ -724,27 +887,17 @@ def run(
     dev = resolve_device(b, device) if isinstance(device, str) else device
     pool = select_cases(b, cases=cases)
     selected = select_cases(b, cases=pool, dtype=dtype, only=only)
-    xf_path = default_xfails_path(b.name) if xfails is True else (xfails or None)
-    entries = load_xfails(xf_path) if xf_path else []
-    for pat, _ in entries:
-        if not any(c.id == pat or fnmatch.fnmatchcase(c.id, pat) for c in pool):
-            msg = f"{b.name}: xfails entry {pat!r} ({xf_path}) matches no case"
+    entries = parse_xfails(xfails_paths(b, xfails))
+    for e in entries:
+        if not any(e.matches(c.id) for c in pool):
+            msg = f"{b.name}: xfails entry {e.pattern!r} ({e.source}) matches no case"
             report.warnings.append(msg)
             warnings.warn(msg, UserWarning, stacklevel=2)
     for case in selected:
         t0 = time.perf_counter()
-        problems = check_case(case, b, device=dev)
-        reason = next((r for p, r in entries
-                       if case.id == p or fnmatch.fnmatchcase(case.id, p)), None)
-        if problems:
-            status = XFAILED if reason is not None else FAILED
-            message = f"[{b.name}] {case.id}: " + "; ".join(problems)
-            if reason is not None:
-                message += f" (xfail: {reason})"
-        else:
-            status = XPASSED if reason is not None else PASSED
-            message = f"[{b.name}] {case.id}: passed but is listed as xfail ({reason})" \
-                if reason is not None else ""
+        problems = check_case(case, b, device=dev, traceback=traceback)
+        status, detail = judge(case.id, problems, entries)
+        message = f"[{b.name}] {case.id}: {detail}" if detail else ""
         r = Result(case.id, case.group, b.name, status, message, time.perf_counter() - t0)
         report.results.append(r)
         if progress is not None:

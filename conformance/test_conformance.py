@@ -11,7 +11,6 @@ are read instead.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import warnings
 from typing import Any
@@ -53,6 +52,14 @@ def _backend_names(config: pytest.Config) -> list[str]:
     return names
 
 
+def _xfails(config: pytest.Config, backend: Any) -> list[Any]:
+    from zpml_conformance import runner
+
+    raw = _option(config, "zpml_xfails")
+    given = [raw] if isinstance(raw, str) else list(raw or [])
+    return runner.parse_xfails(runner.xfails_paths(backend, given or True))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "zpml_case" not in metafunc.fixturenames:
         return
@@ -66,31 +73,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         b = get_backend_by_name(name)
         for case in runner.select_cases(b, dtype=dtype):
             params.append(pytest.param(name, case, id=f"{name}:{case.id}"))
-        path = _option(metafunc.config, "zpml_xfails") or runner.default_xfails_path(name)
         pool = runner.select_cases(b)
-        for pattern, _ in runner.load_xfails(path) if path else []:
-            if not any(c.id == pattern or fnmatch.fnmatchcase(c.id, pattern) for c in pool):
-                warnings.warn(f"{name}: xfails entry {pattern!r} ({path}) matches no case",
-                              UserWarning, stacklevel=1)
+        for e in _xfails(metafunc.config, b):
+            if not any(e.matches(c.id) for c in pool):
+                warnings.warn(f"{name}: xfails entry {e.pattern!r} ({e.source}) matches "
+                              "no case", UserWarning, stacklevel=1)
     metafunc.parametrize(("zpml_backend_name", "zpml_case"), params)
-
-
-def _xfail_reason(config: pytest.Config, backend: str, case_id: str) -> str | None:
-    from zpml_conformance import runner
-
-    path = _option(config, "zpml_xfails") or runner.default_xfails_path(backend)
-    for pattern, reason in runner.load_xfails(path) if path else []:
-        if case_id == pattern or fnmatch.fnmatchcase(case_id, pattern):
-            return reason or "listed in the xfails file"
-    return None
 
 
 def test_conformance(request: pytest.FixtureRequest, zpml_backend_name: str,
                      zpml_case: Any) -> None:
     from zpml_conformance import runner
 
-    problems = runner.check_case(zpml_case, zpml_backend_name)
-    reason = _xfail_reason(request.config, zpml_backend_name, zpml_case.id)
-    if problems and reason is not None:
-        pytest.xfail(reason)
-    assert not problems, f"[{zpml_backend_name}] {zpml_case.id}: " + "; ".join(problems)
+    from zpml_core import get_backend_by_name
+
+    b = get_backend_by_name(zpml_backend_name)
+    problems = runner.check_case(zpml_case, b)
+    status, detail = runner.judge(zpml_case.id, problems, _xfails(request.config, b))
+    if status == runner.XFAILED:
+        pytest.xfail(detail)
+    assert status != runner.FAILED, f"[{zpml_backend_name}] {zpml_case.id}: {detail}"

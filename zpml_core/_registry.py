@@ -8,6 +8,7 @@ numpy, torch, jax and array-api-strict register exactly the way a third-party on
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -63,7 +64,24 @@ class Backend:
         return kernel
 
     def is_tracing(self, x: Array) -> bool:
-        """True while ``x`` is a symbolic value (jit tracer, compile-time fake tensor)."""
+        """True while ``x`` is **symbolic**: it has no values in this call (a jit tracer,
+        a compile-time fake tensor, a ``vmap`` batch, a graph input without data).
+
+        Not the same as *lazy* (:meth:`is_lazy`): a lazy array (dask, MLX) has values,
+        computed on demand. The core skips value checks only for traced arrays
+        (:meth:`require` poisons instead of raising) and reads the gradient-policy
+        mirror that compiled code is keyed on. Default: False — an adapter whose library
+        traces says when (the generic fallback for libraries without an adapter cannot
+        tell and treats every lazy array as traced)."""
+        return False
+
+    def is_lazy(self, x: Array) -> bool:
+        """True for arrays whose values exist but are computed on demand (dask, MLX,
+        a lazy ONNX graph with values): reading one forces a computation.
+
+        The default :meth:`require` still checks such arrays eagerly (one computation,
+        never a skipped check); an adapter may defer the check into the array's graph
+        instead (dask). Default: ``array_api_compat.is_lazy_array(x)``."""
         import array_api_compat
 
         return bool(array_api_compat.is_lazy_array(x))
@@ -77,8 +95,9 @@ class Backend:
         from the offending input, broadcastable with ``bad`` — so the check can travel
         with them:
 
-        * concrete arrays (``is_tracing`` False): ``ValueError(message)`` now if any
-          element is bad, else ``outputs`` unchanged;
+        * concrete arrays, lazy ones included (``is_tracing`` False):
+          ``ValueError(message)`` now if any element is bad (for a lazy array this
+          computes ``bad``), else ``outputs`` unchanged;
         * values that cannot be inspected now (``is_tracing`` True: jit tracers,
           compile-time fake tensors, ``vmap`` batches, a lazy array without an adapter)
           cannot raise, so the floating outputs are **poisoned**: NaN where ``bad``
@@ -101,12 +120,32 @@ class Backend:
         """Type promotion of arrays and/or dtypes (the namespace's ``result_type``)."""
         return xp.result_type(*arrays_or_dtypes)
 
-    def array_namespace(self, x: Array) -> Namespace | None:
-        """The namespace of ``x`` if this adapter serves arrays of its type, else None.
+    #: ``"module.QualName"`` of the array types whose namespace this adapter supplies
+    #: through :meth:`array_namespace` (subclasses included), e.g. ``("mlx.core.array",)``
+    array_types: tuple[str, ...] = ()
 
-        Asked while a framework traces with guards (Dynamo), where array-api-compat's
-        cached type checks would be traced; the default defers to array-api-compat."""
+    def array_namespace(self, x: Array) -> Namespace | None:
+        """**The namespace hook**: the array-API namespace for ``x``, or None to let
+        array-api-compat decide (``x.__array_namespace__()`` for unknown libraries).
+
+        The core asks it for the first array of each type listed in :attr:`array_types`
+        (the answer is cached per type), so a library with small gaps — a missing
+        ``hypot``, ``sin(-0.0) = +0``, no ``.device`` — can be served through a
+        conformant wrapper namespace without patching the library. The namespace's
+        ``__name__`` must be in :attr:`namespace_names` (kernels are dispatched to the
+        adapter by it). While a tracer with guards records (Dynamo), every adapter is
+        asked, built-in ones first, so array-api-compat's cached type checks are not
+        traced. Types of the built-in libraries (numpy, torch, jax, array_api_strict,
+        dask) are served by the built-in adapters: a third-party entry point cannot
+        take them over (only ``register_backend(..., replace=True)`` can)."""
         return None
+
+    def array_device(self, x: Array) -> Any:
+        """The device of an array served through :meth:`array_namespace` that has no
+        ``.device`` attribute (what the core passes back as ``device=`` to the
+        namespace's creation functions: any value the wrapper namespace accepts, e.g.
+        the library's default device). Arrays with a ``.device`` never ask."""
+        return x.device
 
     #: ``(module, qualname)`` of the array types :meth:`fast` accepts (exact types only)
     fast_types: tuple[tuple[str, str], ...] = ()
@@ -170,6 +209,8 @@ class Backend:
         return np.asarray(x)
 
     def default_device(self) -> Any:
+        """The library's default device (informational: read by tools, not by the core
+        or the suite, which use the inputs' device)."""
         return None
 
     def __repr__(self) -> str:
@@ -177,17 +218,38 @@ class Backend:
 
 
 class GenericBackend(Backend):
-    """Fallback for array-API libraries without an adapter: forward-only, unfused."""
+    """Fallback for array-API libraries without an adapter: forward-only, unfused.
+
+    It cannot tell a lazy array from a traced one, so it treats every lazy array
+    (``array_api_compat.is_lazy_array``) as traced: value checks poison instead of
+    raising. An adapter makes the distinction explicit (:meth:`Backend.is_tracing`)."""
 
     name = "generic"
+
+    def is_tracing(self, x: Array) -> bool:
+        return self.is_lazy(x)
 
 
 _BACKENDS: dict[str, Backend] | None = None
 _BY_NAMESPACE: dict[str, Backend] = {}
 #: ``(module, qualname)`` of an array type -> the adapter whose ``fast`` serves it
 _FAST: dict[tuple[str, str], Backend] = {}
+#: ``"module.QualName"`` of an array type -> the adapter whose namespace hook serves it
+_BY_TYPE: dict[str, Backend] = {}
 _GENERIC = GenericBackend()
 _LOADING = False
+#: entry points whose module was still being imported during discovery (an adapter
+#: package imported before zpml_core): loaded by the next :func:`_load`
+_PENDING: list[Any] = []
+#: top-level modules of the libraries the built-in adapters serve: their array types
+#: cannot be claimed by a third-party entry point
+_BUILTIN_LIBS = frozenset({"numpy", "torch", "jax", "jaxlib", "array_api_strict", "dask"})
+_BUILTIN_PACKAGE = "zpml_backends"
+
+
+def is_builtin(backend: Backend) -> bool:
+    """Whether ``backend`` is one of zpml_core's own adapters (package ``zpml_backends``)."""
+    return type(backend).__module__.split(".")[0] == _BUILTIN_PACKAGE
 
 
 def _load() -> dict[str, Backend]:
@@ -196,42 +258,86 @@ def _load() -> dict[str, Backend]:
     Idempotent and run at import time (by ``zpml_core`` or, when an adapter module is
     imported first, by ``zpml_backends``), so traced code never reaches the entry-point
     scan. A re-entrant call while discovery imports an adapter package returns ``{}``.
+    Entry points of a package that was itself being imported (``import my_adapter,
+    zpml_core``: the adapter imports zpml_core, which discovers it half-initialised)
+    are kept pending and loaded by the next call, once their import has finished.
     """
     global _BACKENDS, _LOADING
-    if _BACKENDS is not None:
+    if _BACKENDS is not None and not _PENDING:
         return _BACKENDS
     if _LOADING:
-        return {}
+        return _BACKENDS if _BACKENDS is not None else {}
     _LOADING = True
     try:
-        return _discover()
+        if _BACKENDS is None:
+            return _discover()
+        _register_found(_load_entry_points(_take_pending()), _BACKENDS)
+        return _BACKENDS
     finally:
         _LOADING = False
 
 
-def _discover() -> dict[str, Backend]:
-    global _BACKENDS
-    found: dict[str, Backend] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+def _take_pending() -> list[Any]:
+    eps = list(_PENDING)
+    _PENDING.clear()
+    return eps
+
+
+def _initializing(module: str) -> bool:
+    """Whether ``module`` or a parent package is in the middle of its import."""
+    parts = module.split(".")
+    for i in range(1, len(parts) + 1):
+        m = sys.modules.get(".".join(parts[:i]))
+        if m is not None and getattr(getattr(m, "__spec__", None), "_initializing", False):
+            return True
+    return False
+
+
+def _load_entry_points(eps: list[Any]) -> list[Backend]:
+    # the built-in adapters first: they serve their namespaces whatever else is installed
+    eps = sorted(eps, key=lambda ep: not ep.value.startswith(_BUILTIN_PACKAGE + "."))
+    loaded: list[Backend] = []
+    for ep in eps:
         try:
             obj = ep.load()
             backend = obj() if isinstance(obj, type) else obj
         except Exception as exc:  # a broken third-party adapter must not break the core
+            if _initializing(ep.module):
+                _PENDING.append(ep)  # imported before zpml_core: retried by _load()
+                continue
             warnings.warn(
                 f"zpml_core: could not load backend entry point {ep.name!r} ({ep.value}): {exc}",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             continue
         if not isinstance(backend, Backend):
             warnings.warn(
                 f"zpml_core: entry point {ep.name!r} does not provide a zpml_core Backend",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             continue
-        found.setdefault(backend.name, backend)
-    if not found:
+        loaded.append(backend)
+    return loaded
+
+
+def _register_found(loaded: list[Backend], found: dict[str, Backend]) -> None:
+    for b in loaded:
+        if b.name in found:
+            continue
+        found[b.name] = b
+        for ns in b.namespace_names:
+            _BY_NAMESPACE.setdefault(ns, b)
+        _add_fast_types(b, replace=False)
+        _add_array_types(b, replace=False)
+
+
+def _discover() -> dict[str, Backend]:
+    global _BACKENDS
+    found: dict[str, Backend] = {}
+    _register_found(_load_entry_points(list(entry_points(group=ENTRY_POINT_GROUP))), found)
+    if not found and not _PENDING:
         warnings.warn(
             "zpml_core: no backend adapters found in the 'zpml_core.backends' entry-point "
             "group; is the package installed (pip install -e .)? Falling back to a "
@@ -239,12 +345,35 @@ def _discover() -> dict[str, Backend]:
             RuntimeWarning,
             stacklevel=2,
         )
-    for b in found.values():
-        for ns in b.namespace_names:
-            _BY_NAMESPACE.setdefault(ns, b)
-        _add_fast_types(b, replace=False)
     _BACKENDS = found
     return found
+
+
+def _add_array_types(b: Backend, *, replace: bool) -> None:
+    for t in b.array_types:
+        if not replace and not is_builtin(b) and t.split(".")[0] in _BUILTIN_LIBS:
+            warnings.warn(
+                f"zpml_core: backend {b.name!r} declares array type {t!r}, which a built-in "
+                "adapter serves; ignored (register_backend(..., replace=True) takes it over)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            continue
+        if replace or t not in _BY_TYPE:
+            _BY_TYPE[t] = b
+
+
+def type_backend(array_type: type) -> Backend | None:
+    """The adapter whose namespace hook serves ``array_type`` (or a base class of it)."""
+    if _PENDING:
+        _load()
+    if not _BY_TYPE:
+        return None
+    for c in array_type.__mro__:
+        b = _BY_TYPE.get(f"{c.__module__}.{c.__qualname__}")
+        if b is not None:
+            return b
+    return None
 
 
 def registered_backends() -> dict[str, Backend]:
@@ -267,6 +396,8 @@ def register_backend(backend: Backend, *, replace: bool = False) -> None:
         if replace or ns not in _BY_NAMESPACE:
             _BY_NAMESPACE[ns] = backend
     _add_fast_types(backend, replace=replace)
+    _add_array_types(backend, replace=replace)
+    _forget_types()
 
 
 def unregister_backend(name: str) -> None:
@@ -287,6 +418,20 @@ def unregister_backend(name: str) -> None:
             if t in other.fast_types:
                 _FAST[t] = other
                 break
+    for name in [k for k, v in _BY_TYPE.items() if v is b]:
+        del _BY_TYPE[name]
+        for other in found.values():
+            if name in other.array_types:
+                _BY_TYPE[name] = other
+                break
+    _forget_types()
+
+
+def _forget_types() -> None:
+    """Drop the core's per-type namespace cache (the serving adapter may have changed)."""
+    from zpml_core import _xp
+
+    _xp.forget_types()
 
 
 def _add_fast_types(b: Backend, *, replace: bool) -> None:

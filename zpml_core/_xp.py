@@ -21,6 +21,9 @@ Namespace = Any
 _PY_SCALARS = (bool, int, float, complex)
 # Caches below are bypassed while a framework traces symbolically (see ``tracing``).
 _NS_BY_TYPE: dict[type, Namespace] = {}
+# array type → its device getter, for types served by an adapter's namespace hook
+# (asked only for arrays without a ``.device``)
+_DEVICE_BY_TYPE: dict[type, Callable[[Any], Any]] = {}
 # (namespace name, dtype) → whether zpml_core accepts arrays of that dtype
 _DTYPE_OK: dict[tuple[str, Any], bool] = {}
 _REAL_FLOATS = ("float16", "bfloat16", "float32", "float64")
@@ -148,34 +151,59 @@ def check_dtype(xp: Namespace, a: Array, name: str | None) -> None:
 
 
 def _namespace_of(a: object, name: str | None = None) -> Namespace:
-    t = type(a)
     traced = tracing()
-    ns = None if traced else _NS_BY_TYPE.get(t)
+    ns = None if traced else _NS_BY_TYPE.get(type(a))
     if ns is None:
-        _check_array_type(a, name)
-        try:
-            # while tracing, the adapter that serves the array answers directly:
-            # array-api-compat's lru_cache'd helpers make Dynamo warn
-            ns = (_traced_namespace(a) if traced else None) or array_api_compat.array_namespace(a)
-        except TypeError:
-            raise TypeError(
-                f"{_what(name)} an array from an array-API library (numpy, torch, jax, ...) "
-                f"or a Python scalar, got {_type_name(a)}"
-            ) from None
-        if not traced:
-            _NS_BY_TYPE[t] = ns
+        ns = _resolve_namespace(a, name, traced)
     check_dtype(ns, a, name)
     return ns
 
 
-def _traced_namespace(a: object) -> Namespace | None:
-    from zpml_core._registry import registered_backends
+def _resolve_namespace(a: object, name: str | None, traced: bool) -> Namespace:
+    """The namespace of a not yet cached array type (cached unless ``traced``)."""
+    _check_array_type(a, name)
+    try:
+        # an adapter's namespace hook first (Backend.array_namespace); while tracing,
+        # every adapter answers directly: array-api-compat's lru_cache'd helpers make
+        # Dynamo warn
+        ns = _hooked_namespace(a, traced) or array_api_compat.array_namespace(a)
+    except TypeError:
+        raise TypeError(
+            f"{_what(name)} an array from an array-API library (numpy, torch, jax, ...) "
+            f"or a Python scalar, got {_type_name(a)}"
+        ) from None
+    if not traced:
+        _NS_BY_TYPE[type(a)] = ns
+    return ns
 
+
+def _hooked_namespace(a: object, traced: bool) -> Namespace | None:
+    """The namespace an adapter supplies for ``a`` (``Backend.array_namespace``): the
+    adapter declaring ``type(a)`` in ``array_types``; while tracing, any adapter."""
+    from zpml_core._registry import _BY_NAMESPACE, registered_backends, type_backend
+
+    t = type(a)
+    b = type_backend(t)
+    if b is not None:
+        ns = b.array_namespace(a)
+        if ns is not None:
+            if not traced:
+                _DEVICE_BY_TYPE[t] = b.array_device
+                _BY_NAMESPACE.setdefault(ns.__name__, b)
+            return ns
+    if not traced:
+        return None
     for b in registered_backends().values():
         ns = b.array_namespace(a)
         if ns is not None:
             return ns
     return None
+
+
+def forget_types() -> None:
+    """Forget the per-type namespace and device caches (an adapter was (un)registered)."""
+    _NS_BY_TYPE.clear()
+    _DEVICE_BY_TYPE.clear()
 
 
 def is_bool_scalar(value: object) -> bool:
@@ -239,10 +267,20 @@ def namespace(*arrays: object, names: Sequence[str] | None = None) -> Namespace:
 
 def device(x: Array) -> Any:
     """The array's device (while Dynamo traces, the tensor's own ``.device``: compat's
-    helper runs lru_cache'd type checks that Dynamo warns about)."""
+    helper runs lru_cache'd type checks that Dynamo warns about). Arrays without a
+    ``.device`` served by an adapter's namespace hook: ``Backend.array_device``."""
     if tracing():
         return x.device
-    return array_api_compat.device(x)
+    try:
+        return array_api_compat.device(x)
+    except AttributeError:  # no .device: an array served by an adapter's namespace hook
+        get = _DEVICE_BY_TYPE.get(type(x))
+        if get is None:  # a type namespace() has not met yet: resolve it now
+            _resolve_namespace(x, None, False)
+            get = _DEVICE_BY_TYPE.get(type(x))
+        if get is None:
+            raise
+        return get(x)
 
 
 def is_lazy(x: Array) -> bool:
