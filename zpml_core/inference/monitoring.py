@@ -201,8 +201,8 @@ class StrictInferenceMonitor:
     and ``gap-trigger`` records of non-zero counts and an ``acceptance-rate-drift``
     record when the batch acceptance rate moved by at least
     ``acceptance_rate_drift_threshold`` since the previous non-empty batch; deciding
-    these needs the counts on the host, so an ``event_logger`` costs one transfer per
-    update. ``bundle_id`` and ``metadata`` are carried into ``rates()``.
+    these needs the counts on the host, so with an ``event_logger`` every update reads
+    its counts (a few scalars). ``bundle_id`` and ``metadata`` are carried into ``rates()``.
     """
 
     def __init__(
@@ -296,10 +296,12 @@ class StrictInferenceMonitor:
         n = host.pop() if n_dev else int(self._n)
         return n, dict(zip(keys, host, strict=True))
 
-    def _host_batches(self) -> list[tuple[int, dict[str, int]]]:
+    def _host_batches(self, batches: list[_Batch] | None = None) -> list[tuple[int, dict[str, int]]]:
+        """``(n, counts)`` of ``batches`` (default: every batch) on the host, one transfer."""
+        batches = self._batches if batches is None else batches
         flat: list[Array] = []
         layout: list[tuple[list[str], bool]] = []
-        for b in self._batches:
+        for b in batches:
             keys = list(b.counts)
             flat.extend(b.counts[k] for k in keys)
             lazy_n = not isinstance(b.n, int)
@@ -308,7 +310,7 @@ class StrictInferenceMonitor:
             layout.append((keys, lazy_n))
         host = iter(_masks.host_ints(self._xp, flat)) if flat else iter(())
         out = []
-        for b, (keys, lazy_n) in zip(self._batches, layout, strict=True):
+        for b, (keys, lazy_n) in zip(batches, layout, strict=True):
             counts = {k: next(host) for k in keys}
             n = next(host) if lazy_n else int(b.n)
             out.append((n, counts))
@@ -420,7 +422,7 @@ class StrictInferenceMonitor:
         log = self.event_logger
         assert log is not None
         n_total, tot = self._host_totals()
-        bn, bc = self._host_batches_of([batch])[0]
+        bn, bc = self._host_batches([batch])[0]
         ctx: dict[str, object] = {
             "update_index": self.n_updates,
             "batch_size": bn,
@@ -442,7 +444,7 @@ class StrictInferenceMonitor:
             trigger("gap-trigger", "gap")
         thr = self.acceptance_rate_drift_threshold
         if bn > 0 and previous is not None and thr is not None:
-            pn, pc = self._host_batches_of([previous])[0]
+            pn, pc = self._host_batches([previous])[0]
             prev = _rate(pn - pc["bottom"], pn)
             acc = _rate(bn - bc["bottom"], bn)
             delta = acc - prev
@@ -450,14 +452,6 @@ class StrictInferenceMonitor:
                 log({"event": "acceptance-rate-drift", **ctx, "accept_rate": acc,
                      "previous_accept_rate": prev, "delta": delta, "threshold": float(thr),
                      "direction": "increase" if delta > 0.0 else "decrease"})
-
-    def _host_batches_of(self, batches: list[_Batch]) -> list[tuple[int, dict[str, int]]]:
-        saved = self._batches
-        try:
-            self._batches = batches
-            return self._host_batches()
-        finally:
-            self._batches = saved
 
     def __repr__(self) -> str:
         return (f"StrictInferenceMonitor(bundle_id={self.bundle_id!r}, n_updates={self.n_updates}, "
