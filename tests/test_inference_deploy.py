@@ -263,9 +263,10 @@ def test_wrapper_from_checkpoint_metadata(monkeypatch: pytest.MonkeyPatch) -> No
     assert w.metadata["config_hash"] == "h" and w.metadata["checkpoint"] == "run.ckpt"
     meta.update(tau_infer=1e-3)  # calibrated above the training range: no gap band
     assert SCMInferenceWrapper.from_checkpoint(lambda v: (v, v), "c").use_gap is False
-    meta.update(tau_infer=0.0)
-    with pytest.raises(ck.CheckpointError, match="tau_infer"):
-        SCMInferenceWrapper.from_checkpoint(lambda v: (v, v), "c")
+    for bad in (0.0, "1e-3", True, NAN):
+        meta.update(tau_infer=bad)
+        with pytest.raises(ck.CheckpointError, match="tau_infer"):
+            SCMInferenceWrapper.from_checkpoint(lambda v: (v, v), "c")
 
 
 def test_wrapper_from_a_real_checkpoint(tmp_path: Any) -> None:

@@ -145,8 +145,9 @@ class SCMInferenceWrapper:
             raise CheckpointError(os.fspath(path), "metadata has no tau_infer")
         hi = meta.get("tau_train_max")
         try:
-            tau_train = float(hi) if hi is not None and float(hi) >= float(tau) else None
-            cfg = InferenceConfig(tau_infer=float(tau), tau_train=tau_train)
+            cfg = InferenceConfig(tau_infer=tau)  # validates (a str or bool is refused)
+            if hi is not None and InferenceConfig(tau_infer=hi).tau_infer >= cfg.tau_infer:
+                cfg = InferenceConfig(tau_infer=cfg.tau_infer, tau_train=hi)
         except (TypeError, ValueError) as exc:
             raise CheckpointError(os.fspath(path), f"metadata thresholds are unusable ({exc})") from exc
         keep: dict[str, Any] = {k: meta[k] for k in ("tau_train_min", "tau_train_max", "config_hash") if k in meta}
