@@ -91,6 +91,10 @@ class Claimer(Backend):
     name = "claimer"
     namespace_names = ("array_api_compat.numpy",)
     array_types = ("numpy.ndarray",)
+    fast_types = (("numpy", "ndarray"), ("numpy", "memmap"))
+
+    def fast(self, op: str, *args: Any) -> Any:
+        raise RuntimeError("broken adapter")
 
     def array_namespace(self, x: Any) -> Any:
         raise RuntimeError("broken adapter")
@@ -107,6 +111,7 @@ def test_a_third_party_adapter_cannot_take_a_builtin_type() -> None:
     try:
         after = scm.div(x, y)
         assert zpml_core.get_backend(zpml_core.namespace(x)).name == "numpy"
+        assert _registry.fast_backend(np.memmap) is not zpml_core.get_backend_by_name("claimer")
     finally:
         unregister_backend("claimer")
     np.testing.assert_array_equal(after.value, before.value)

@@ -440,6 +440,8 @@ def _add_fast_types(b: Backend, *, replace: bool) -> None:
     if os.environ.get("ZPML_FAST", "1").strip() == "0":
         return
     for t in b.fast_types:
+        if not replace and not is_builtin(b) and t[0].split(".")[0] in _BUILTIN_LIBS:
+            continue  # a built-in library's arrays take only a built-in fast path
         if replace or t not in _FAST:
             _FAST[t] = b
 
