@@ -30,12 +30,19 @@ class TorchBackend(Backend):
         # Created here, not on first use: the first call may be traced by the caller's
         # torch.compile, and traced code must find everything it reads already built.
         self._fuser = TorchFuser()
+        self._results_registered = False
         _xp.add_trace_probe(dynamo_tracing)  # library caches stay untouched under Dynamo
         if "torch" in sys.modules:  # build the policy gate class now (no torch import)
             import zpml_backends._torch_gate  # noqa: F401
 
     def fuse(self, kernel: Callable[..., Any]) -> Callable[..., Any]:
         """Eager kernels, fused with inductor for large inputs (see ``_torch_fuse``)."""
+        if not self._results_registered and not sys.modules["torch"].compiler.is_dynamo_compiling():
+            # torch.export returns pytrees: teach torch InferenceResult's leaves (plain
+            # Python: done eagerly or under non-strict export, never traced by Dynamo)
+            import zpml_backends.torch_inference  # noqa: F401
+
+            self._results_registered = True
         return self._fuser(kernel)
 
     fast_types = (("torch", "Tensor"),)

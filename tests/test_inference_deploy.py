@@ -403,6 +403,14 @@ def test_torch_front_compile_and_export() -> None:
         np.testing.assert_array_equal(r.gap_mask.numpy(), g)
         np.testing.assert_array_equal(r.bottom_provenance.numpy(), np.isnan(XS) + 2 * (np.abs(XS - 1) < TAU))
 
+    class Direct(torch.nn.Module):  # a module returning strict_inference's result exports too
+        def forward(self, v: Any) -> Any:
+            return strict_inference(2.0 * v, v - 1.0, config=CFG)
+
+    r = torch.export.export(Direct(), (x,)).module()(x)
+    assert isinstance(r, InferenceResult)
+    np.testing.assert_array_equal(r.gap_mask.numpy(), g)
+
 
 def test_jax_jit_wrapper_and_helpers() -> None:
     jax = pytest.importorskip("jax")
