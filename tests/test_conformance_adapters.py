@@ -125,6 +125,7 @@ def test_discovery_puts_builtin_adapters_first_and_skips_broken_ones(
     group = _registry.ENTRY_POINT_GROUP
     eps = [EntryPoint("claimer", f"{__name__}:Claimer", group),
            EntryPoint("broken", "zpml_no_such_module_14:Nothing", group),
+           EntryPoint("raising", f"{__name__}:BrokenDeclarations", group),
            EntryPoint("numpy", "zpml_backends.numpy_adapter:NumpyBackend", group)]
     found: dict[str, Backend] = {}
     with pytest.warns(RuntimeWarning) as record:
@@ -134,6 +135,15 @@ def test_discovery_puts_builtin_adapters_first_and_skips_broken_ones(
     assert "numpy.ndarray" not in _registry._BY_TYPE
     text = " ".join(str(w.message) for w in record)
     assert "could not load backend entry point 'broken'" in text
+    assert "backend BrokenDeclarations is broken and was skipped" in text
+
+
+class BrokenDeclarations(Backend):
+    """An adapter whose declarations raise."""
+
+    @property
+    def namespace_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        raise RuntimeError("broken declarations")
 
 
 # ---- lazy versus traced ------------------------------------------------------------------

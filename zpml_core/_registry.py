@@ -324,10 +324,17 @@ def _load_entry_points(eps: list[Any]) -> list[Backend]:
 
 def _register_found(loaded: list[Backend], found: dict[str, Backend]) -> None:
     for b in loaded:
-        if b.name in found:
+        try:  # a third-party adapter whose declarations raise is skipped, not fatal
+            name, names = str(b.name), tuple(b.namespace_names)
+            tuple(b.fast_types), tuple(b.array_types)
+        except Exception as exc:
+            warnings.warn(f"zpml_core: backend {type(b).__qualname__} is broken and was "
+                          f"skipped: {exc!r}", RuntimeWarning, stacklevel=3)
             continue
-        found[b.name] = b
-        for ns in b.namespace_names:
+        if name in found:
+            continue
+        found[name] = b
+        for ns in names:
             _BY_NAMESPACE.setdefault(ns, b)
         _add_fast_types(b, replace=False)
         _add_array_types(b, replace=False)
