@@ -72,3 +72,12 @@ def parity(session: nox.Session) -> None:
     _install(session, "all")
     session.install(*CONSTRAINTS, "zeroproofml==0.6.1")
     session.run("python", "benchmarks/parity_zeroproofml.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def dask_cluster(session: nox.Session) -> None:
+    """Strict inference and decode on a 2-worker dask.distributed LocalCluster over inputs
+    4x one worker's memory limit: bit identity with numpy, and wall-clock against one
+    process (README "Scaling out")."""
+    _install(session, "dask,test")
+    session.run("python", "benchmarks/bench_dask_cluster.py", *session.posargs)
