@@ -81,6 +81,11 @@ def test_without_the_hook_the_type_is_rejected(hooked: HookBackend) -> None:
     register_backend(hooked)
 
 
+def test_while_tracing_a_typed_hook_is_asked_for_its_types_only(hooked: HookBackend) -> None:
+    assert _xp._hooked_namespace(np.ones(2), True) is None
+    assert _xp._hooked_namespace(FakeArray(), True) is hooked.ns
+
+
 def test_a_device_asked_first_goes_through_the_hook(hooked: HookBackend) -> None:
     assert _xp.device(FakeChild()) == "dev0"  # before any namespace() call of the type
 

@@ -133,9 +133,10 @@ class Backend:
         ``hypot``, ``sin(-0.0) = +0``, no ``.device`` — can be served through a
         conformant wrapper namespace without patching the library. The namespace's
         ``__name__`` must be in :attr:`namespace_names` (kernels are dispatched to the
-        adapter by it). While a tracer with guards records (Dynamo), every adapter is
-        asked, built-in ones first, so array-api-compat's cached type checks are not
-        traced. Types of the built-in libraries (numpy, torch, jax, array_api_strict,
+        adapter by it). An adapter declaring no ``array_types`` is asked (for any
+        array: it returns None for arrays it does not serve) only while a tracer with
+        guards records (Dynamo), built-in adapters first, so array-api-compat's cached
+        type checks are not traced. Types of the built-in libraries (numpy, torch, jax, array_api_strict,
         dask) are served by the built-in adapters: a third-party entry point cannot
         take them over (only ``register_backend(..., replace=True)`` can)."""
         return None

@@ -179,7 +179,8 @@ def _resolve_namespace(a: object, name: str | None, traced: bool) -> Namespace:
 
 def _hooked_namespace(a: object, traced: bool) -> Namespace | None:
     """The namespace an adapter supplies for ``a`` (``Backend.array_namespace``): the
-    adapter declaring ``type(a)`` in ``array_types``; while tracing, any adapter."""
+    adapter declaring ``type(a)`` in ``array_types``; while tracing, also any adapter
+    declaring no ``array_types`` (it checks the type itself: torch's)."""
     from zpml_core._registry import _BY_NAMESPACE, registered_backends, type_backend
 
     t = type(a)
@@ -193,7 +194,9 @@ def _hooked_namespace(a: object, traced: bool) -> Namespace | None:
             return ns
     if not traced:
         return None
-    for b in registered_backends().values():
+    for b in registered_backends().values():  # built-in adapters first
+        if b.array_types:  # asked for its declared types only (above)
+            continue
         ns = b.array_namespace(a)
         if ns is not None:
             return ns
