@@ -53,4 +53,4 @@ class Front(nn.Module, _Base):
         return f"tau_infer={self.tau_infer!r}, tau_train={self.config.tau_train!r}"
 
 
-Front.__name__ = Front.__qualname__ = "SCMInferenceWrapper"
+Front.__name__ = "SCMInferenceWrapper"  # its repr; pickle finds it by __qualname__ ("Front")

@@ -297,6 +297,22 @@ def test_wrapper_from_a_real_checkpoint(tmp_path: Any) -> None:
     np.testing.assert_allclose(r.decoded.detach().numpy(), np.where(b, np.nan, 1.0 / np.where(b, 1.0, q)))
 
 
+def test_pickle_and_copy_round_trip() -> None:
+    import copy
+    import pickle
+
+    r = strict_inference(P, Q, config=CFG)
+    r2 = pickle.loads(pickle.dumps(r))
+    assert type(r2) is InferenceResult and type(r2).__module__ == "zpml_core.inference"
+    np.testing.assert_array_equal(r2.semantic_bottom_mask, S)
+    w = copy.deepcopy(SCMInferenceWrapper((lambda prm, v: (prm * v, v), 2.0), config=CFG))
+    with np.errstate(all="ignore"):  # the model itself: 2·Q and Q
+        np.testing.assert_array_equal(w(Q).bottom_mask, rule_masks(2 * Q, Q)[0])
+    mon = StrictInferenceMonitor()
+    mon.update(B)
+    assert pickle.loads(pickle.dumps(mon)).rates()["bottom_rate"] == B.mean()
+
+
 # -- hostile input -------------------------------------------------------------------------------
 
 

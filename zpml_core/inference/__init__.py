@@ -62,5 +62,11 @@ __all__ = [
     "strict_inference_rates",
 ]
 
+# the public classes live where users import them from (reprs, reproductions, pickles)
+for _cls in (InferenceConfig, InferenceResult, SCMInferenceWrapper, SemanticDecodeResult,
+             StrictInferenceMonitor):
+    _cls.__module__ = __name__
+del _cls
+
 # private names other modules and tests reach through ``zpml_core.inference``
 _PRIVATE = (_THRESHOLDS, _k_strict, _tau_underflows, _thresholds)

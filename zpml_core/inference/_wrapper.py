@@ -71,6 +71,9 @@ class SCMInferenceWrapper:
                 return object.__new__(front)
         return object.__new__(cls)
 
+    def __getnewargs__(self) -> tuple[Any]:  # pickling / copying: __new__ needs the model
+        return (self.model,)
+
     def __init__(
         self,
         model: Any,
