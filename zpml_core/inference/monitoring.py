@@ -111,6 +111,13 @@ class _Batch:
             c["hazard"] = count(hazard & ~b)
         self.counts = c
 
+    def __getstate__(self) -> dict[str, Any]:  # pickling: the namespace is re-derived
+        return {k: v for k, v in self.__dict__.items() if k != "xp"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.xp = _xp.namespace(self.counts["bottom"])
+
     def rates(self) -> dict[str, Array]:
         """The rates as 0-d float64 arrays (the default float where float64 is missing)."""
         xp = self.xp
@@ -238,6 +245,13 @@ class StrictInferenceMonitor:
         self._batches: list[_Batch] = []
         self._totals: dict[str, Array] = {}
         self._n: int | Array = 0
+
+    def __getstate__(self) -> dict[str, Any]:  # pickling: the namespace is re-derived
+        return {k: v for k, v in self.__dict__.items() if k != "_xp"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._xp = self._batches[0].xp if self._batches else None
 
     # -- accumulation (device) ----------------------------------------------------------
     def update(
