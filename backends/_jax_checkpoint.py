@@ -32,6 +32,7 @@ class JaxCheckpointMixin:
     opt_state: Any
     acc: Any
     to_framework: Callable[[Any], Any]
+    place_state: Callable[[Any], Any]
     reset_pipeline: Callable[[], None]
 
     def _trees(self) -> dict[str, Any]:
@@ -116,7 +117,7 @@ class JaxCheckpointMixin:
             if name == "opt_state" and ckpt.weights_only:
                 continue
             leaves, treedef = jax.tree_util.tree_flatten(tree)
-            new = [self.to_framework(arrays[f"{name}/{i:05d}"]) for i in range(len(leaves))]
+            new = [self.place_state(arrays[f"{name}/{i:05d}"]) for i in range(len(leaves))]
             setattr(self, name, jax.tree_util.tree_unflatten(treedef, new))
         self.reset_pipeline()
 

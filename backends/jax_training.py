@@ -39,6 +39,19 @@ gradients as they were — the state after the in-flight steps *is* the state be
 failing one, and no earlier state is kept on the host (keeping up to 32 copies alive
 cost ~10 % of a small step).
 
+Data-parallel over several devices (``jax.sharding``): pass a ``Mesh`` as
+``TrainingConfig(device=mesh)`` (or parameters already replicated on a multi-device
+mesh, ``jax.device_put(params, NamedSharding(mesh, PartitionSpec()))``). Parameters,
+optimizer state and accumulated gradients are then replicated on every device of the
+mesh (a sharding constraint inside the step keeps them so), and every batch array is
+split along its first axis over all the mesh's devices (a batch whose size the device
+count does not divide is replicated instead: the same values, not in parallel). The
+step is still the one jitted function of the global batch; XLA's partitioner runs each
+device's share of the forward and backward pass and inserts the all-reduces of the
+gradients, the loss and the metric sums/counts/minimum, so the loss, the metrics and
+the update are those of the global batch on one device (up to the order of floating
+point sums).
+
 Checkpoints: an ``.npz`` holding every parameter and optimizer-state leaf plus the JSON
 metadata as bytes (with each leaf's pytree key path), sealed and written atomically by
 :mod:`zpml_core.training.checkpoint`, read with ``numpy.load(allow_pickle=False)`` after
@@ -248,17 +261,22 @@ class JaxEngine(JaxCheckpointMixin, TrainingEngine):
         self.config = config
         self.loss = loss
         self.optimizer = optimizer
-        self.device = self._device(config.device)
         self.apply, params, self._eqx_static = _split_model(model)
-        self.params = jax.tree_util.tree_map(self.to_framework, params)
-        self.opt_state = optimizer.init(self.params)
+        #: data-parallel: the ``jax.sharding.Mesh`` whose devices share each batch (see
+        #: the module docstring), else None
+        self.mesh = _data_parallel_mesh(config.device, params)
+        self.device = None if self.mesh is not None else self._device(config.device)
+        self.params = jax.tree_util.tree_map(self.place_state, params)
+        self.opt_state = jax.tree_util.tree_map(self.place_state, optimizer.init(self.params))
         self.acc: Any = None
         # set on the device by a non-finite loss; while set, steps change nothing
-        self._bad = self._no_bad = self.to_framework(np.asarray(False))
+        self._bad = self._no_bad = self.place_state(np.asarray(False))
         size = sum(int(np.size(a)) for a in jax.tree_util.tree_leaves((self.params, self.opt_state)))
         self.pipeline_depth = 64 if size <= _DEEP_PIPELINE_ELEMENTS else 2
         amp_name = config.amp_dtype
-        platform = self.device.platform if self.device is not None else jax.default_backend()
+        platform = (self.device.platform if self.device is not None
+                    else self.mesh.devices.flat[0].platform if self.mesh is not None
+                    else jax.default_backend())
         self._cpu = platform == "cpu"
         if amp_name == "float16" and platform != "gpu":
             amp_name = "bfloat16"
@@ -277,8 +295,22 @@ class JaxEngine(JaxCheckpointMixin, TrainingEngine):
 
     @property
     def resolved_device(self) -> Any:
-        """The configured device, else JAX's default device."""
+        """The configured device (the ``Mesh`` when data-parallel), else JAX's default
+        device."""
+        if self.mesh is not None:
+            return self.mesh
         return self.device if self.device is not None else jax.devices()[0]
+
+    def place_state(self, a: Any) -> Any:
+        """A parameter / optimizer-state leaf on the engine's device: replicated over
+        the mesh when data-parallel."""
+        if self.mesh is None:
+            return self.to_framework(a)
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        if isinstance(a, (np.ndarray, jax.Array)) or np.isscalar(a):
+            return jax.device_put(a, NamedSharding(self.mesh, PartitionSpec()))
+        return a
 
     @staticmethod
     def _device(device: Any) -> Any:
@@ -293,6 +325,8 @@ class JaxEngine(JaxCheckpointMixin, TrainingEngine):
     def to_framework(self, a: Any) -> Any:
         if a is None or isinstance(a, (str, bytes)):
             return a
+        if self.mesh is not None:
+            return self._shard_batch(a)
         if isinstance(a, jax.Array):
             return a if self.device is None else jax.device_put(a, self.device)
         if type(a).__module__.partition(".")[0] == "torch":
@@ -303,6 +337,37 @@ class JaxEngine(JaxCheckpointMixin, TrainingEngine):
                 _warn_x32(arr.dtype)
             return jnp.asarray(arr) if self.device is None else jax.device_put(arr, self.device)
         return a
+
+    def _shard_batch(self, a: Any) -> Any:
+        """A batch array split along its first axis over the mesh's devices (all mesh
+        axes); replicated if that axis does not divide evenly (a short last batch: each
+        device then computes all of it — the same values, not in parallel)."""
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        mesh = self.mesh
+        assert mesh is not None
+        if type(a).__module__.partition(".")[0] == "torch":
+            a = a.detach().cpu().numpy()
+        if not isinstance(a, (np.ndarray, jax.Array)):
+            if not np.isscalar(a):
+                return a
+            a = np.asarray(a)
+        if isinstance(a, np.ndarray) and a.dtype in _WIDE and not jax.config.read("jax_enable_x64"):
+            _warn_x32(a.dtype)
+        if a.ndim and a.shape[0] % mesh.size == 0:
+            spec = PartitionSpec(tuple(mesh.axis_names))
+        else:
+            spec = PartitionSpec()
+        return jax.device_put(a, NamedSharding(mesh, spec))
+
+    def _replicate(self, tree: Any) -> Any:
+        """Inside the step: keep ``tree`` (parameters, optimizer state, gradient sums)
+        replicated over the mesh (a no-op on one device)."""
+        if self.mesh is None or tree is None:
+            return tree
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        return jax.lax.with_sharding_constraint(tree, NamedSharding(self.mesh, PartitionSpec()))
 
     # -- pure functions (traced) --------------------------------------------------------
     def _forward(self, params: Any, inputs: Any) -> Any:
@@ -341,6 +406,7 @@ class JaxEngine(JaxCheckpointMixin, TrainingEngine):
         bad = bad | ~jnp.all(jnp.isfinite(loss))
         if acc is not None:
             grads = jax.tree_util.tree_map(jnp.add, acc, grads)
+        grads = self._replicate(grads)
         if not update:  # (after a non-finite loss the group is dropped: finalize)
             return params, opt_state, grads, bad, _pack((*metrics, 0.0))
         if n is not None:  # average over the accumulation group
@@ -354,6 +420,7 @@ class JaxEngine(JaxCheckpointMixin, TrainingEngine):
         new_params = optax.apply_updates(params, updates)
 
         params, opt_state = _keep_if(finite & ~bad, (new_params, new_state), (params, opt_state))
+        params, opt_state = self._replicate((params, opt_state))
         return params, opt_state, None, bad, _pack((*metrics, ~finite))
 
     def _eval(self, params: Any, inputs: Any, targets: Any, semantic: Any, tau: Any, epoch: Any,
@@ -507,6 +574,29 @@ class JaxEngine(JaxCheckpointMixin, TrainingEngine):
 
             return eqx.combine(self.params, self._eqx_static)
         return FunctionalModel(self.apply, self.params)
+
+
+def _data_parallel_mesh(device: Any, params: Any) -> Any:
+    """The mesh of data-parallel training: ``TrainingConfig(device=mesh)``, or the
+    multi-device mesh the parameters are already replicated on; None otherwise."""
+    from jax.sharding import Mesh, NamedSharding
+
+    if isinstance(device, Mesh):
+        return device if device.size > 1 else None
+    if device is not None:
+        return None
+    meshes = set()
+    for leaf in jax.tree_util.tree_leaves(params):
+        sh = getattr(leaf, "sharding", None)
+        if not isinstance(leaf, jax.Array) or not isinstance(sh, NamedSharding):
+            return None
+        if not sh.is_fully_replicated:  # (model-parallel: the user's layout stands)
+            return None
+        meshes.add(sh.mesh)
+    if len(meshes) != 1:
+        return None
+    mesh = meshes.pop()
+    return mesh if mesh.size > 1 else None
 
 
 class JaxTraining(TrainingSupport):

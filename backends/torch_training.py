@@ -131,6 +131,15 @@ class TorchEngine(TorchCheckpointMixin, TrainingEngine):
         self._ones: dict[Any, Any] = {}  # inv_scale 1 of the fused gradient check
         self._inference: Any = None
         self._bottom_capability: str | bool | None = False
+        from zpml_backends._torch_ddp import ddp_comm
+
+        #: the process group's communicator when ``model`` is a multi-rank
+        #: ``DistributedDataParallel`` module (see ``zpml_backends._torch_ddp``), else None
+        self.ddp = ddp_comm(model)
+        if self.ddp is not None:
+            self.rank, self.world_size = self.ddp.rank, self.ddp.world
+        accepts: frozenset[str] = getattr(loss, "accepts", frozenset())
+        self._loss_reads_inputs = "inputs" in accepts
 
     # -- data ---------------------------------------------------------------------------
     def to_framework(self, a: Any) -> Any:
@@ -149,6 +158,21 @@ class TorchEngine(TorchCheckpointMixin, TrainingEngine):
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
+    def _global(self, outputs: Any, batch: PreparedBatch) -> tuple[Any, PreparedBatch]:
+        """Under DDP: the outputs and the batch of the global batch (every rank's rows,
+        this rank's live); else unchanged."""
+        ddp = self.ddp
+        if ddp is None:
+            return outputs, batch
+        ddp.gather_sizes(batch.n)
+        return ddp.global_outputs(outputs), ddp.global_batch(batch, inputs=self._loss_reads_inputs)
+
+    def sample_count(self, n: int) -> int:
+        return n if self.ddp is None else self.ddp.total()
+
+    def broadcast_object(self, obj: Any) -> Any:
+        return obj if self.ddp is None else self.ddp.broadcast_object(obj)
+
     def _loss(self, outputs: Any, batch: PreparedBatch, args: StepArgs) -> torch.Tensor:
         y_n, y_d = lifted_targets(batch.targets, batch.semantic)
         return self.loss(
@@ -166,15 +190,22 @@ class TorchEngine(TorchCheckpointMixin, TrainingEngine):
 
     # -- steps --------------------------------------------------------------------------
     def train_step(self, batch: PreparedBatch, args: StepArgs, *, update: bool, group_size: int) -> Any:
-        with _policy_context(self.config.gradient_policy):
+        sync = contextlib.nullcontext()
+        if self.ddp is not None and not update:  # accumulate locally, all-reduce at the update
+            sync = self._model.no_sync()  # type: ignore[operator]
+        with _policy_context(self.config.gradient_policy), sync:
             with self._autocast():
                 outputs = self._model(batch.inputs)
+                outputs, batch = self._global(outputs, batch)
                 loss = self._loss(outputs, batch, args)
             if loss.requires_grad:
+                # DDP averages the ranks' gradients of W·L: the gradient of L (module doc
+                # of zpml_backends._torch_ddp)
+                scaled = loss if self.ddp is None else loss * self.ddp.world
                 if self.scaler is not None:
-                    self.scaler.scale(loss).backward()
+                    self.scaler.scale(scaled).backward()
                 else:
-                    loss.backward()
+                    scaled.backward()
         with torch.no_grad():
             vec = batch_metrics(loss.detach(), outputs, args.tau, xp=self.xp)
             check = self._grads_check() if update else 0.0
@@ -251,6 +282,7 @@ class TorchEngine(TorchCheckpointMixin, TrainingEngine):
             )
         with torch.inference_mode(), self._autocast():
             outputs = self._model(batch.inputs)
+            outputs, batch = self._global(outputs, batch)
             loss = self._loss(outputs, batch, args)
             vec = batch_metrics(loss, outputs, args.tau, xp=self.xp)
             y_n, y_d = lifted_targets(batch.targets, batch.semantic)

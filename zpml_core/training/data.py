@@ -23,6 +23,16 @@ class ArrayLoader:
     replacement, proportionally to the weights (like torch's ``WeightedRandomSampler``);
     ``seed``: seeds the generator (``SCMTrainer`` seeds an unseeded loader from
     ``TrainingConfig.seed``). ``drop_last`` drops a final short batch.
+
+    Sharding (data-parallel training, :meth:`set_shard`; ``SCMTrainer`` calls it under
+    torch DDP): with ``world`` ranks each *global* batch holds ``batch_size × world``
+    consecutive rows of the epoch's order (which every rank draws identically from the
+    shared seed), and rank ``r`` yields its ``r``-th block of ``batch_size`` rows. A
+    final short global batch of ``m`` rows is split into ``world`` consecutive blocks
+    of ``⌈m/world⌉`` or ``⌊m/world⌋`` rows (possibly empty; dropped with ``drop_last``).
+    So every rank yields the same number of batches, the shards of one step are
+    disjoint, and their concatenation in rank order is exactly the batch one process
+    with ``batch_size × world`` would see.
     """
 
     def __init__(
@@ -57,6 +67,8 @@ class ArrayLoader:
         self.shuffle: bool = shuffle
         self.drop_last: bool = drop_last
         self.weights: Any = None
+        self.rank: int = 0
+        self.world: int = 1
         self._seed: int | None = None if seed is None else int(seed)
         self._rng: Any = None
         if weights is not None:
@@ -102,22 +114,43 @@ class ArrayLoader:
             g = self._generator()
             g.bit_generator.state = state["rng"]
 
+    def set_shard(self, rank: int, world: int) -> None:
+        """Serve shard ``rank`` of ``world`` (see the class docstring); ``(0, 1)``: all."""
+        for name, v in (("rank", rank), ("world", world)):
+            if _xp.is_bool_scalar(v) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+        if world < 1 or not 0 <= rank < world:
+            raise ValueError(f"need 0 <= rank < world and world >= 1, got rank={rank!r}, world={world!r}")
+        self.rank, self.world = int(rank), int(world)
+
+    def _block(self, start: int, stop: int) -> tuple[int, int]:
+        """This rank's ``[lo, hi)`` of the global batch ``[start, stop)``."""
+        b, w, r = self.batch_size, self.world, self.rank
+        m = stop - start
+        if m == b * w:
+            return start + r * b, start + (r + 1) * b
+        q, rest = divmod(m, w)  # a short last batch: blocks of q + 1 rows first
+        lo = start + r * q + min(r, rest)
+        return lo, lo + q + (1 if r < rest else 0)
+
     # -- iteration --------------------------------------------------------------------
     def __len__(self) -> int:
-        full, rest = divmod(self.n, self.batch_size)
+        full, rest = divmod(self.n, self.batch_size * self.world)
         return full + (1 if rest and not self.drop_last else 0)
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        b = self.batch_size
-        stop = self.n - (self.n % b if self.drop_last else 0)
+        g = self.batch_size * self.world
+        stop = self.n - (self.n % g if self.drop_last else 0)
         if self.weights is not None:
             order = self._generator().choice(self.n, size=self.n, replace=True, p=self.weights)
         elif self.shuffle:
             order = self._generator().permutation(self.n)
         else:
-            for i in range(0, stop, b):
-                yield tuple(a[i : i + b] for a in self.arrays)
+            for i in range(0, stop, g):
+                lo, hi = self._block(i, min(i + g, stop))
+                yield tuple(a[lo:hi] for a in self.arrays)
             return
-        for i in range(0, stop, b):
-            idx = order[i : i + b]
+        for i in range(0, stop, g):
+            lo, hi = self._block(i, min(i + g, stop))
+            idx = order[lo:hi]
             yield tuple(a[idx] for a in self.arrays)

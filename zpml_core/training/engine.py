@@ -94,6 +94,20 @@ class TrainingEngine:
     name: str = "generic"
     #: array-API namespace of the framework's arrays (for the shared metric kernels)
     xp: Namespace = None
+    #: data-parallel position: this process's rank among ``world_size`` processes that
+    #: train one model together (torch DDP); 0 of 1 otherwise. Only rank 0 logs and
+    #: writes checkpoints
+    rank: int = 0
+    world_size: int = 1
+
+    def broadcast_object(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank (identity with one process)."""
+        return obj
+
+    def sample_count(self, n: int) -> int:
+        """Samples of the last step's global batch, given this rank's ``n`` (the step's
+        metrics are over the global batch)."""
+        return n
 
     # -- data ---------------------------------------------------------------------------
     def to_framework(self, a: Any) -> Any:

@@ -114,7 +114,15 @@ class CheckpointMixin:
         ``path`` always holds either the previous or the complete new checkpoint, even if
         the process is killed mid-save (see :mod:`zpml_core.training.checkpoint`).
         ``epoch`` is the next epoch to run: checkpoints resume at epoch boundaries.
+
+        Data-parallel (torch DDP): only rank 0 writes (the state is the same on every
+        rank); on the other ranks this returns at once without any collective, so it may
+        be called on every rank or on rank 0 only. Synchronise (``dist.barrier()``)
+        before other ranks read the file. Resume with the same world size: every rank
+        loads the same file.
         """
+        if self.engine.rank != 0:  # data-parallel: rank 0 writes, every rank may call
+            return
         meta = self.checkpoint_metadata(tau_infer=tau_infer)
         if metadata:
             meta["user"] = json.loads(json.dumps(dict(metadata)))

@@ -1,0 +1,131 @@
+"""One rank of the 2-rank DDP check of tests/test_ddp.py (run by torch.distributed.run).
+
+``python -m torch.distributed.run --standalone --nproc_per_node=2 tests/_ddp_worker.py OUT``
+
+Every rank trains the same DDP model on its ArrayLoader shard (gloo, CPU, float64):
+2 epochs, a checkpoint, 1 more epoch; then a fresh trainer loads the checkpoint and runs
+that last epoch again. Rank 0 writes ``OUT/result.json`` (histories, parameters, the
+resumed run's history); every rank writes ``OUT/rank{r}.json`` (its log-hook call count,
+its own view of the history, the DistributedSampler epochs set by the trainer).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from zpml_core.losses import LossConfig, SCMTrainingLoss
+from zpml_core.training import ArrayLoader, SCMTrainer, TrainingConfig
+from zpml_core.utils.logging import JsonlLogger
+
+N_TRAIN, N_VAL, BATCH, EPOCHS = 43, 21, 4, 3  # global batch 8; short last batches
+
+
+def data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1.0, 1.0, size=(n, 3))
+    d = x[:, 0] - 0.25
+    y = np.where(np.abs(d) < 0.08, np.inf, 1.0 / np.where(np.abs(d) < 0.08, 1.0, d))
+    return x, y
+
+
+def model() -> torch.nn.Module:
+    torch.manual_seed(1234)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))
+
+    class PQ(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            out = self.net(x)
+            return out[:, 0], out[:, 1]
+
+    return PQ().double()
+
+
+def trainer(net: torch.nn.Module, ranks: int, log_hook: object = None) -> SCMTrainer:
+    """A trainer whose global batch is the same for any `ranks` (per-rank batch = 1 rank's × `ranks`: pass 1 under DDP with 2 ranks, 2 for the single-process reference)."""
+    batch = BATCH * ranks
+    x, y = data(N_TRAIN, 0)
+    xv, yv = data(N_VAL, 1)
+    cfg = TrainingConfig(
+        max_epochs=EPOCHS, seed=7, tau_train_min=1e-3, tau_train_max=0.2, tau_infer=1e-4,
+        gradient_accumulation_steps=2, log_hook=log_hook,
+        val_loader=ArrayLoader(xv, yv, batch_size=(BATCH + 1) * ranks),
+    )
+    loss = SCMTrainingLoss(LossConfig(lambda_rej=0.5, target_coverage=0.99, tau_train=1e-2))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    return SCMTrainer(net, opt, loss, ArrayLoader(x, y, batch_size=batch, shuffle=True), cfg)
+
+
+class Counter:
+    def __init__(self, inner: JsonlLogger) -> None:
+        self.inner, self.calls = inner, 0
+
+    def __call__(self, record: dict) -> None:
+        self.calls += 1
+        self.inner(record)
+
+
+def sampler_epochs() -> list[int]:
+    """The epochs a DistributedSampler was given by SCMTrainer over 2 epochs."""
+    from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+    seen: list[int] = []
+
+    class Recording(DistributedSampler):
+        def set_epoch(self, epoch: int) -> None:
+            seen.append(epoch)
+            super().set_epoch(epoch)
+
+    x, y = data(16, 2)
+    ds = TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
+    loader = DataLoader(ds, batch_size=4, sampler=Recording(ds, shuffle=True, seed=3))
+    net = DDP(model())
+    t = SCMTrainer(net, torch.optim.SGD(net.parameters(), lr=1e-3),
+                   SCMTrainingLoss(LossConfig(tau_train=1e-3)), loader, TrainingConfig(seed=0, tau_train_min=1e-3,
+                                                             tau_train_max=1e-3))
+    t.fit(epochs=2)
+    return seen
+
+
+def main(out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    logger = Counter(JsonlLogger(os.path.join(out, "metrics.jsonl")))
+    t = trainer(DDP(model()), 1, logger)
+    t.fit(epochs=2)
+    path = os.path.join(out, "ckpt.zpml")
+    t.save_checkpoint(path)  # every rank calls it; rank 0 writes
+    t.fit(epochs=1)
+    dist.barrier()
+    t2 = trainer(DDP(model()), 1)
+    t2.load_checkpoint(path)
+    t2.fit(epochs=1)
+    params = {k: v.detach().tolist() for k, v in t.model.module.state_dict().items()}
+    mine = {"calls": logger.calls, "history": t.history, "val_history": t.val_history,
+            "sampler_epochs": sampler_epochs(), "thresholds": t.last_thresholds}
+    with open(os.path.join(out, f"rank{rank}.json"), "w") as fh:
+        json.dump(mine, fh)
+    if rank == 0:
+        res = {"history": t.history, "val_history": t.val_history, "params": params,
+               "resumed": t2.history,
+               "resumed_val": t2.val_history,
+               "resumed_params": {k: v.detach().tolist()
+                                  for k, v in t2.model.module.state_dict().items()}}
+        with open(os.path.join(out, "result.json"), "w") as fh:
+            json.dump(res, fh)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
