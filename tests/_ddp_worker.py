@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from zpml_core.losses import LossConfig, SCMTrainingLoss
+from zpml_core.losses import LossConfig, SCMTrainingLoss, implicit_loss
 from zpml_core.training import ArrayLoader, SCMTrainer, TrainingConfig
 from zpml_core.utils.logging import JsonlLogger
 
@@ -90,10 +90,18 @@ def sampler_epochs() -> list[int]:
     ds = TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
     loader = DataLoader(ds, batch_size=4, sampler=Recording(ds, shuffle=True, seed=3))
     net = DDP(model())
-    t = SCMTrainer(net, torch.optim.SGD(net.parameters(), lr=1e-3),
-                   SCMTrainingLoss(LossConfig(tau_train=1e-3)), loader, TrainingConfig(seed=0, tau_train_min=1e-3,
-                                                             tau_train_max=1e-3))
+    rows: list[int] = []
+
+    def loss(outputs: tuple, lifted: tuple, *, inputs: torch.Tensor) -> torch.Tensor:
+        # a loss reading inputs= sees the global batch's inputs, rows matching outputs
+        rows.append(int(inputs.shape[0]))
+        assert inputs.shape[0] == outputs[0].shape[0] == lifted[0].shape[0]
+        return implicit_loss(outputs[0], outputs[1], *lifted)
+
+    t = SCMTrainer(net, torch.optim.SGD(net.parameters(), lr=1e-3), loss, loader,
+                   TrainingConfig(seed=0, tau_train_min=1e-3, tau_train_max=1e-3))
     t.fit(epochs=2)
+    assert rows == [8] * 4, rows  # 2 ranks x 4 rows, 2 steps per epoch
     return seen
 
 

@@ -11,7 +11,9 @@ wall-clock of each epoch (with ``--time`` also of a second, already compiled run
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 import time
 
 import jax
@@ -20,7 +22,7 @@ jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
-from jax.sharding import Mesh  # noqa: E402
+from jax.sharding import Mesh, NamedSharding, PartitionSpec  # noqa: E402
 from zpml_backends.jax_training import rational_head_apply, rational_head_init  # noqa: E402
 
 from zpml_core.losses import LossConfig, SCMTrainingLoss  # noqa: E402
@@ -78,6 +80,20 @@ def main() -> None:
     # a parameter's placement, and a batch's: replicated parameters, sharded batch
     leaf = leaves_2[0]
     batch = multi.engine.to_framework(np.zeros((BATCH, 2)))
+    # a checkpoint of the mesh run, loaded by a fresh trainer whose mesh comes from
+    # parameters already replicated on it: the same values, still replicated
+    ckpt = os.path.join(tempfile.mkdtemp(), "ckpt.zpml")
+    multi.save_checkpoint(ckpt)
+    init = jax.device_put(rational_head_init(9, 2, dtype=np.float64), NamedSharding(mesh, PartitionSpec()))
+    fresh = SCMTrainer((rational_head_apply, init), optax.adam(1e-2),
+                       SCMTrainingLoss(LossConfig(lambda_rej=0.5, tau_train=1e-2)),
+                       ArrayLoader(*data(N, 0), batch_size=BATCH), TrainingConfig(seed=3))
+    detected = fresh.engine.mesh is mesh
+    fresh.load_checkpoint(ckpt)
+    loaded = jax.tree_util.tree_leaves(fresh.params)
+    resumed_equal = all(np.array_equal(a, b) for a, b in zip(loaded, leaves_2, strict=True))
+    resumed_replicated = all(a.sharding.is_fully_replicated and len(a.sharding.device_set) == 2
+                             for a in loaded)
     t_multi2 = t_single2 = float("nan")
     if TIMING:
         _, t_multi2 = run(mesh)
@@ -89,7 +105,8 @@ def main() -> None:
         "param_replicated": bool(leaf.sharding.is_fully_replicated),
         "batch_replicated": bool(batch.sharding.is_fully_replicated),
         "batch_devices": len(batch.sharding.device_set),
-        "params_moved": bool(multi.params is not None),
+        "mesh_from_params": detected, "resumed_equal": resumed_equal,
+        "resumed_replicated": resumed_replicated,
         "seconds_single": t_single2, "seconds_mesh": t_multi2,
         "seconds_single_first": t_single, "seconds_mesh_first": t_multi,
     }))

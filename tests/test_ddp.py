@@ -96,3 +96,50 @@ def test_ddp_two_ranks_equal_one_process(tmp_path: Path) -> None:
 
     # a DistributedSampler gets set_epoch(epoch) at the start of every epoch
     assert ranks[0]["sampler_epochs"] == ranks[1]["sampler_epochs"] == [0, 1]
+
+
+@pytest.mark.parametrize("mode", ["ordered", "shuffle", "weights"])
+@pytest.mark.parametrize("n", [0, 1, 3, 16, 43])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_arrayloader_shards_concatenate_to_one_process_batches(mode: str, n: int,
+                                                               drop_last: bool) -> None:
+    """Rule: with W ranks and batch_size b, step i's shards (in rank order) are exactly
+    batch i of one loader with batch_size b·W; every rank yields len(loader) batches."""
+    import numpy as np
+
+    from zpml_core.training import ArrayLoader
+
+    x = np.arange(2 * n, dtype=np.float64).reshape(n, 2)
+    y = np.arange(n)
+    kw: dict = {"shuffle": mode == "shuffle", "drop_last": drop_last, "seed": 5}
+    if mode == "weights":
+        kw["weights"] = np.arange(1, n + 1, dtype=np.float64) if n else None
+    for world, b in ((2, 4), (3, 2)):
+        one = list(ArrayLoader(x, y, batch_size=b * world, **kw))
+        shards = []
+        for r in range(world):
+            loader = ArrayLoader(x, y, batch_size=b, **kw)
+            loader.set_shard(r, world)
+            shards.append(list(loader))
+            assert len(shards[-1]) == len(loader) == len(one)
+        for i, batch in enumerate(one):
+            for k in range(2):
+                got = np.concatenate([shards[r][i][k] for r in range(world)])
+                np.testing.assert_array_equal(got, batch[k])
+            sizes = [len(shards[r][i][0]) for r in range(world)]
+            assert max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize(("rank", "world", "exc"), [
+    (True, 2, TypeError), (0, 2.0, TypeError), (2, 2, ValueError), (-1, 2, ValueError),
+    (0, 0, ValueError), ("0", 2, TypeError),
+])
+def test_arrayloader_set_shard_refuses_bad_arguments(rank, world, exc) -> None:
+    import numpy as np
+
+    from zpml_core.training import ArrayLoader
+
+    loader = ArrayLoader(np.zeros((4, 1)), batch_size=2)
+    with pytest.raises(exc, match=r"rank|world"):
+        loader.set_shard(rank, world)
+    assert (loader.rank, loader.world) == (0, 1)

@@ -40,3 +40,5 @@ def test_jax_mesh_two_devices_equal_one_device() -> None:
     assert out["val_rel"] <= 1e-12, out
     assert out["param_devices"] == 2 and out["param_replicated"]
     assert out["batch_devices"] == 2 and not out["batch_replicated"]
+    # parameters replicated on a mesh select it; a checkpoint loads back replicated
+    assert out["mesh_from_params"] and out["resumed_equal"] and out["resumed_replicated"]
