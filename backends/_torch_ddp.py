@@ -11,8 +11,8 @@ compute on the global batch:
 
 * the step all-gathers the rows of the model's outputs and of the targets (and of the
   inputs when the loss reads ``inputs=``): first the per-rank row counts (one small
-  collective), then each array padded to the largest count, then the padding is cut
-  off. A rank's own rows stay its live, differentiable tensors; the other ranks' rows
+  collective), then, per dtype, one buffer holding those arrays' rows side by side,
+  padded to the largest count (the padding is cut off again). A rank's own rows stay its live, differentiable tensors; the other ranks' rows
   are constants. Every rank evaluates the same loss ``L`` on the same global batch
   (so the rejection term sees the *global* coverage, a margin mean is over the global
   population, ...): the value is identical on every rank;
@@ -25,15 +25,14 @@ compute on the global batch:
 * steps that only accumulate gradients run under ``model.no_sync()`` (DDP then
   all-reduces the accumulated gradients once, at the update).
 
-Cost per step: one all-gather of the row counts and one per gathered array (outputs
-and targets are a few numbers per sample), and the loss evaluated on ``W×`` the rows
+Cost per step: one all-gather of the row counts and one per dtype of the gathered
+arrays (outputs and targets are a few numbers per sample), and the loss evaluated on ``W×`` the rows
 on every rank. The forward and backward pass of the model — normally the bulk — run
 on the local rows only.
 """
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 from typing import Any
 
@@ -98,15 +97,6 @@ class DDPComm:
         dist.broadcast_object_list(box, src=0, group=self.group, device=self.device)
         return box[0]
 
-    def all_equal(self, obj: Any) -> bool:
-        """True iff ``obj`` (picklable) is the same on every rank."""
-        out: list[Any] = [None] * self.world
-        dist.all_gather_object(out, pickle.dumps(obj), group=self.group)
-        return all(o == out[0] for o in out)
-
-    def barrier(self) -> None:
-        dist.barrier(group=self.group)
-
     # -- rows -------------------------------------------------------------------------
     def gather_sizes(self, n: int) -> list[int]:
         t = torch.tensor([n], dtype=torch.int64, device=self.device)
@@ -115,64 +105,100 @@ class DDPComm:
         self.sizes = [int(v.item()) for v in out]
         return self.sizes
 
-    def gather_rows(self, a: torch.Tensor, name: str) -> torch.Tensor:
-        """The global-batch version of ``a`` (rows of all ranks in rank order); this
-        rank's rows are ``a`` itself (gradients flow into it), the others constants."""
+    def _check_rows(self, a: Any, name: str) -> None:
         if not isinstance(a, torch.Tensor) or a.ndim == 0:
             raise TypeError(
                 f"distributed training gathers {name} across ranks, so it must be a tensor "
                 f"with one row per sample; got {type(a).__name__}"
                 + (" of shape ()" if isinstance(a, torch.Tensor) else "")
             )
-        sizes = self.sizes
-        n = sizes[self.rank]
+        n = self.sizes[self.rank]
         if int(a.shape[0]) != n:
             raise ValueError(
                 f"{name} has {a.shape[0]} rows but this rank's batch has {n} samples; "
                 "distributed training needs one row per sample"
             )
-        m = max(sizes)
-        src = a.detach()
-        if src.device != self.device:
-            src = src.to(self.device)
-        if n < m:
-            pad = torch.zeros((m - n, *src.shape[1:]), dtype=src.dtype, device=src.device)
-            src = torch.cat([src, pad])
-        src = src.contiguous()
-        parts = [torch.empty_like(src) for _ in range(self.world)]
-        dist.all_gather(parts, src, group=self.group)
-        pieces = [
-            a if r == self.rank else parts[r][: sizes[r]].to(a.device)
-            for r in range(self.world)
-        ]
-        return torch.cat(pieces)
 
-    def global_outputs(self, outputs: Any) -> Any:
+    def gather_many(self, named: Sequence[tuple[str, torch.Tensor]]) -> list[torch.Tensor]:
+        """The global-batch version of each array (rows of all ranks in rank order); this
+        rank's rows are the array itself (gradients flow into it), the others constants.
+
+        Arrays of one dtype travel together: their rows are flattened side by side into
+        one ``(rows, columns)`` buffer, padded to the largest rank's rows, one
+        ``all_gather`` per dtype."""
+        for name, a in named:
+            self._check_rows(a, name)
+        sizes, m = self.sizes, max(self.sizes)
+        groups: dict[torch.dtype, list[int]] = {}
+        for i, (_, a) in enumerate(named):
+            groups.setdefault(a.dtype, []).append(i)
+        out: list[Any] = [None] * len(named)
+        for dtype, idx in groups.items():
+            arrays = [named[i][1] for i in idx]
+            n = sizes[self.rank]
+            cols = [int(torch.Size(a.shape[1:]).numel()) for a in arrays]
+            buf = torch.zeros((m, sum(cols)), dtype=dtype, device=self.device)
+            c = 0
+            for a, k in zip(arrays, cols, strict=True):
+                buf[:n, c:c + k] = a.detach().reshape(n, k).to(self.device)
+                c += k
+            parts = [torch.empty_like(buf) for _ in range(self.world)]
+            dist.all_gather(parts, buf, group=self.group)
+            c = 0
+            for i, a, k in zip(idx, arrays, cols, strict=True):
+                pieces = [
+                    a if r == self.rank
+                    else parts[r][: sizes[r], c:c + k].reshape(sizes[r], *a.shape[1:]).to(a.device)
+                    for r in range(self.world)
+                ]
+                out[i] = torch.cat(pieces)
+                c += k
+        return out
+
+    def global_step_data(self, outputs: Any, batch: PreparedBatch, *, inputs: bool) -> tuple[Any, PreparedBatch]:
+        """The model's outputs and ``batch`` over the global batch: outputs, targets and
+        semantic targets (and, if ``inputs``, the inputs) of every rank."""
+        self.gather_sizes(batch.n)
+        named: list[tuple[str, Any]] = []
         if isinstance(outputs, torch.Tensor):
-            return self.gather_rows(outputs, "the model's output")
-        if isinstance(outputs, (tuple, list)):
-            out = [self.gather_rows(o, f"the model's outputs[{i}]") for i, o in enumerate(outputs)]
-            return type(outputs)(out) if isinstance(outputs, list) else tuple(out)
-        raise TypeError(
-            "distributed training gathers the model's outputs across ranks: the model must "
-            f"return a tensor or a tuple/list of tensors, got {type(outputs).__name__}"
-        )
-
-    def global_batch(self, batch: PreparedBatch, *, inputs: bool) -> PreparedBatch:
-        """``batch`` with targets (and, if ``inputs``, the inputs) of every rank."""
+            named.append(("the model's output", outputs))
+        elif isinstance(outputs, (tuple, list)):
+            named += [(f"the model's outputs[{i}]", o) for i, o in enumerate(outputs)]
+        else:
+            raise TypeError(
+                "distributed training gathers the model's outputs across ranks: the model "
+                f"must return a tensor or a tuple/list of tensors, got {type(outputs).__name__}"
+            )
+        n_out = len(named)
         sem = batch.semantic
+        sem_keys: list[str] = []
         if sem is not None:
-            sem = SemanticTargets(*(
-                None if f is None else self.gather_rows(f, f"semantic_targets.{k}")
-                for k, f in zip(sem._fields, sem, strict=True)
-            ))
+            for k, f in zip(sem._fields, sem, strict=True):
+                if f is not None:
+                    sem_keys.append(k)
+                    named.append((f"semantic_targets.{k}", f))
+        if batch.targets is not None:
+            named.append(("the targets", batch.targets))
+        if inputs:
+            named.append(("the inputs", batch.inputs))
+        got = self.gather_many(named)
+        if isinstance(outputs, torch.Tensor):
+            g_out: Any = got[0]
+        else:
+            g_out = list(got[:n_out]) if isinstance(outputs, list) else tuple(got[:n_out])
+        pos = n_out
+        if sem is not None:
+            fields = sem._asdict()
+            for k in sem_keys:
+                fields[k] = got[pos]
+                pos += 1
+            sem = SemanticTargets(**fields)
         targets = batch.targets
         if targets is not None:
-            targets = self.gather_rows(targets, "the targets")
-        x = batch.inputs
-        if inputs:
-            x = self.gather_rows(x, "the inputs")
-        return PreparedBatch(x, targets, sem, sum(self.sizes))
+            targets = got[pos]
+            pos += 1
+        x = got[pos] if inputs else batch.inputs
+        return g_out, PreparedBatch(x, targets, sem, sum(self.sizes))
 
     def total(self, sizes: Sequence[int] | None = None) -> int:
         return sum(self.sizes if sizes is None else sizes)

@@ -164,8 +164,7 @@ class TorchEngine(TorchCheckpointMixin, TrainingEngine):
         ddp = self.ddp
         if ddp is None:
             return outputs, batch
-        ddp.gather_sizes(batch.n)
-        return ddp.global_outputs(outputs), ddp.global_batch(batch, inputs=self._loss_reads_inputs)
+        return ddp.global_step_data(outputs, batch, inputs=self._loss_reads_inputs)
 
     def sample_count(self, n: int) -> int:
         return n if self.ddp is None else self.ddp.total()

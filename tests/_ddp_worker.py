@@ -66,6 +66,19 @@ def trainer(net: torch.nn.Module, ranks: int, log_hook: object = None) -> SCMTra
     return SCMTrainer(net, opt, loss, ArrayLoader(x, y, batch_size=batch, shuffle=True), cfg)
 
 
+def semantic_trainer(net: torch.nn.Module, ranks: int) -> SCMTrainer:
+    """Batches ``(x, y, status labels)``: SemanticTargets (float, bool and integer
+    fields; some samples labelled missing) cross the ranks too."""
+    x, y = data(N_TRAIN, 3)
+    labels = np.where(np.isfinite(y), "finite", "bottom").astype(object)
+    labels[::7] = "missing"
+    y = np.where(labels == "missing", 0.0, y)
+    cfg = TrainingConfig(seed=5, tau_train_min=1e-3, tau_train_max=0.2, tau_infer=1e-4)
+    loss = SCMTrainingLoss(LossConfig(lambda_rej=0.5, target_coverage=0.99, tau_train=1e-2))
+    return SCMTrainer(net, torch.optim.Adam(net.parameters(), lr=1e-2), loss,
+                      ArrayLoader(x, y, labels.astype(str), batch_size=BATCH * ranks), cfg)
+
+
 class Counter:
     def __init__(self, inner: JsonlLogger) -> None:
         self.inner, self.calls = inner, 0
@@ -119,6 +132,8 @@ def main(out: str) -> None:
     t2 = trainer(DDP(model()), 1)
     t2.load_checkpoint(path)
     t2.fit(epochs=1)
+    sem = semantic_trainer(DDP(model()), 1)
+    sem.fit(epochs=1)
     params = {k: v.detach().tolist() for k, v in t.model.module.state_dict().items()}
     mine = {"calls": logger.calls, "history": t.history, "val_history": t.val_history,
             "sampler_epochs": sampler_epochs(), "thresholds": t.last_thresholds}
@@ -127,7 +142,7 @@ def main(out: str) -> None:
     if rank == 0:
         res = {"history": t.history, "val_history": t.val_history, "params": params,
                "resumed": t2.history,
-               "resumed_val": t2.val_history,
+               "resumed_val": t2.val_history, "semantic": sem.history,
                "resumed_params": {k: v.detach().tolist()
                                   for k, v in t2.model.module.state_dict().items()}}
         with open(os.path.join(out, "result.json"), "w") as fh:

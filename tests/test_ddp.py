@@ -2,7 +2,7 @@
 
 One ``torch.distributed.run`` of tests/_ddp_worker.py (2 ranks, float64, ArrayLoader
 shards, gradient accumulation, a sampled tau_train, SCMTrainingLoss with a rejection
-term, validation) is compared with the same training in this process with
+term, validation; a second run with status-labelled batches, i.e. SemanticTargets) is compared with the same training in this process with
 ``batch_size × 2``: every train record (loss, coverage, bottom_frac, denominator
 statistics, tau_train), every validation metric and the final parameters within 1e-10
 relative. Also: exactly one JSONL writer (rank 0; rank 1's hook never called, the file
@@ -77,6 +77,10 @@ def test_ddp_two_ranks_equal_one_process(tmp_path: Path) -> None:
     for k, v in ref.model.state_dict().items():
         got = torch.tensor(res["params"][k], dtype=torch.float64)
         assert torch.allclose(got, v, rtol=1e-10, atol=1e-13), k
+    # batches with status labels: SemanticTargets gathered across the ranks
+    sem = w.semantic_trainer(w.model(), 2)
+    sem.fit(epochs=1)
+    _same_records(res["semantic"], sem.history)
     # coverage is global, not one rank's view: some step sees a bottom on one rank only
     assert any(0.0 < h["bottom_frac"] < 1.0 for h in ref.history)
 
