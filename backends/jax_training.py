@@ -316,6 +316,10 @@ class JaxEngine(JaxCheckpointMixin, TrainingEngine):
     def _device(device: Any) -> Any:
         if device is None:
             return None
+        from jax.sharding import Mesh
+
+        if isinstance(device, Mesh):  # (a one-device mesh: that device)
+            return device.devices.flat[0]
         if isinstance(device, str):
             kind, _, idx = device.partition(":")
             return jax.devices(kind)[int(idx) if idx else 0]

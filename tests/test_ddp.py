@@ -147,3 +147,39 @@ def test_arrayloader_set_shard_refuses_bad_arguments(rank, world, exc) -> None:
     with pytest.raises(exc, match=r"rank|world"):
         loader.set_shard(rank, world)
     assert (loader.rank, loader.world) == (0, 1)
+
+
+def test_ddp_comm_gathers_rows_and_refuses_what_it_cannot(tmp_path: Path) -> None:
+    """The row gather on a 1-rank gloo group (in this process): arrays of one dtype
+    packed together come back with their shapes and dtypes, this rank's rows are the
+    live tensors (gradients reach them); a non-tensor output, a 0-d output or a row count
+    other than the batch's → TypeError/ValueError naming it."""
+    import torch.distributed as dist
+    from zpml_backends._torch_ddp import DDPComm, ddp_comm
+
+    from zpml_core.training.engine import PreparedBatch
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        assert ddp_comm(torch.nn.Linear(1, 1)) is None  # one rank: nothing to do
+        comm = DDPComm(None)
+        p = torch.arange(6.0, dtype=torch.float64).reshape(3, 2).requires_grad_(True)
+        q = torch.arange(3.0, dtype=torch.float64).requires_grad_(True)
+        y = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+        x = torch.ones(3, 4, dtype=torch.float32)
+        batch = PreparedBatch(x, y, None, 3)
+        (gp, gq), gb = comm.global_step_data((p, q), batch, inputs=True)
+        assert gp.shape == (3, 2) and gq.shape == (3,) and gb.n == 3
+        assert gb.inputs.dtype == torch.float32 and torch.equal(gb.inputs, x)
+        assert torch.equal(gb.targets, y)
+        (gp.sum() + 2 * gq.sum()).backward()
+        assert torch.equal(p.grad, torch.ones_like(p)) and torch.equal(q.grad, 2 * torch.ones_like(q))
+        with pytest.raises(TypeError, match="outputs"):
+            comm.global_step_data({"p": p}, batch, inputs=False)
+        with pytest.raises(TypeError, match=r"outputs\[1\]"):
+            comm.global_step_data((p, torch.tensor(1.0)), batch, inputs=False)
+        with pytest.raises(ValueError, match=r"outputs\[0\] has 2 rows"):
+            comm.global_step_data((p[:2], q), batch, inputs=False)
+    finally:
+        dist.destroy_process_group()
