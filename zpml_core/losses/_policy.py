@@ -4,15 +4,16 @@ gradient policy applied there (:mod:`zpml_core.autodiff.fit_rules`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from zpml_core._registry import Backend
+from zpml_core._registry import Backend, get_backend
 from zpml_core._xp import Array, Namespace
 from zpml_core.autodiff import fit_rules
 from zpml_core.autodiff.policies import GradientPolicy, resolve_policy
 from zpml_core.losses import _common, _safe
 from zpml_core.losses._safe import Limits
 
-__all__ = ["FIT_LAYER", "FitGate", "fit_gate"]
+__all__ = ["FIT_LAYER", "FitGate", "FitOperands", "fit_gate", "fit_operands"]
 
 #: the registry layer name of the fit losses' singular paths (registered as PASSTHROUGH)
 FIT_LAYER = "fit_loss"
@@ -59,3 +60,31 @@ def fit_gate(tau_train: object, *, xp: Namespace, be: Backend, q: Array,
         return None, None
     policy = resolve_policy(FIT_LAYER, traced=be.is_tracing(q))
     return FitGate(policy=policy, tau=_safe.clamp(tau, lim)), tau_a
+
+
+class FitOperands(NamedTuple):
+    """A fit loss's prepared arguments."""
+
+    xp: Namespace
+    be: Backend
+    P: Array
+    Q: Array
+    Y_n: Array
+    Y_d: Array
+    lim: Limits
+    cplx: bool
+    gate: FitGate | None
+    tau_array: Array | None
+
+
+def fit_operands(P: object, Q: object, Y_n: object, Y_d: object,
+                 tau_train: object) -> FitOperands:
+    """Namespace, floating operands in one dtype, the one-way broadcasting check, the
+    loss limits and the gate of a fit loss ``f(P, Q, Y_n, Y_d, ..., tau_train=)``."""
+    xp = _common.namespace(("P", "Q", "Y_n", "Y_d", "tau_train"), (P, Q, Y_n, Y_d, tau_train))
+    p, q, yn, yd = _common.float_arrays(xp, ("P", "Q", "Y_n", "Y_d"), (P, Q, Y_n, Y_d))
+    _common.common_shape([("P", p), ("Q", q), ("Y_n", yn), ("Y_d", yd)])
+    be = get_backend(xp)
+    lim = _safe.limits(xp, p.dtype)
+    gate, tau_a = fit_gate(tau_train, xp=xp, be=be, q=q, lim=lim)
+    return FitOperands(xp, be, p, q, yn, yd, lim, _common.is_complex(xp, p.dtype), gate, tau_a)

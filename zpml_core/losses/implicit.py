@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from zpml_core._registry import Backend, get_backend
+from zpml_core._registry import Backend
 from zpml_core._xp import Array, Namespace
 from zpml_core.losses import _common, _policy, _safe
 from zpml_core.losses._safe import Limits
@@ -94,14 +94,10 @@ def implicit_loss(P: Array, Q: Array, Y_n: Array, Y_d: Array, gamma: float = 1e-
     g = _common.threshold("gamma", gamma)
     if not isinstance(detach_scale, bool):
         raise TypeError(f"detach_scale must be a bool, got {type(detach_scale).__name__}")
-    xp = _common.namespace(("P", "Q", "Y_n", "Y_d", "tau_train"), (P, Q, Y_n, Y_d, tau_train))
-    p, q, yn, yd = _common.float_arrays(xp, ("P", "Q", "Y_n", "Y_d"), (P, Q, Y_n, Y_d))
-    _common.common_shape([("P", p), ("Q", q), ("Y_n", yn), ("Y_d", yd)])
-    be = get_backend(xp)
-    lim = _safe.limits(xp, p.dtype)
-    gate, tau_a = _policy.fit_gate(tau_train, xp=xp, be=be, q=q, lim=lim)
-    out = be.fuse(_k_implicit)(
-        p, q, yn, yd, tau_a, xp=xp, be=be, gamma=_safe.gamma_value(g, lim),
-        detach=detach_scale, cplx=_common.is_complex(xp, p.dtype), lim=lim, gate=gate,
+    o = _policy.fit_operands(P, Q, Y_n, Y_d, tau_train)
+    out = o.be.fuse(_k_implicit)(
+        o.P, o.Q, o.Y_n, o.Y_d, o.tau_array, xp=o.xp, be=o.be,
+        gamma=_safe.gamma_value(g, o.lim), detach=detach_scale, cplx=o.cplx, lim=o.lim,
+        gate=o.gate,
     )
-    return _common.as_0d(out, p, xp=xp)
+    return _common.as_0d(out, o.P, xp=o.xp)

@@ -17,7 +17,7 @@ wrong value of the same angle.
 
 from __future__ import annotations
 
-from zpml_core._registry import Backend, get_backend
+from zpml_core._registry import Backend
 from zpml_core._xp import Array, Namespace
 from zpml_core.losses import _common, _policy, _safe
 from zpml_core.losses._safe import Limits
@@ -90,14 +90,7 @@ def projective_distance_loss(P: Array, Q: Array, Y_n: Array, Y_d: Array, *,
     are the loss's singular paths, whose gradient follows the active gradient policy
     (layer ``"fit_loss"``, see :mod:`zpml_core.losses`); ``None`` (default): no gating.
     """
-    xp = _common.namespace(("P", "Q", "Y_n", "Y_d", "tau_train"), (P, Q, Y_n, Y_d, tau_train))
-    p, q, yn, yd = _common.float_arrays(xp, ("P", "Q", "Y_n", "Y_d"), (P, Q, Y_n, Y_d))
-    _common.common_shape([("P", p), ("Q", q), ("Y_n", yn), ("Y_d", yd)])
-    be = get_backend(xp)
-    lim = _safe.limits(xp, p.dtype)
-    gate, tau_a = _policy.fit_gate(tau_train, xp=xp, be=be, q=q, lim=lim)
-    out = be.fuse(_k_projective)(
-        p, q, yn, yd, tau_a, xp=xp, be=be, cplx=_common.is_complex(xp, p.dtype), lim=lim,
-        gate=gate,
-    )
-    return _common.as_0d(out, p, xp=xp)
+    o = _policy.fit_operands(P, Q, Y_n, Y_d, tau_train)
+    out = o.be.fuse(_k_projective)(o.P, o.Q, o.Y_n, o.Y_d, o.tau_array, xp=o.xp, be=o.be,
+                                   cplx=o.cplx, lim=o.lim, gate=o.gate)
+    return _common.as_0d(out, o.P, xp=o.xp)
