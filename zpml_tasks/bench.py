@@ -59,11 +59,12 @@ def summarize(records: Sequence[dict[str, Any]], baselines: dict[str, dict[str, 
               ) -> dict[str, Any]:
     """Group run records by (task, backend, fit); median/IQR of every scalar metric and
     of every bucket, diverged count, and the task's predict-0 metrics."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, str, str, int], list[dict[str, Any]]] = {}
     for r in records:
-        groups.setdefault((r["task"], r["backend"], r["fit"]), []).append(r)
+        key = (r["task"], r["backend"], r["fit"], r.get("q_head", "linear"), r["epochs"])
+        groups.setdefault(key, []).append(r)
     out: dict[str, Any] = {"groups": [], "predict_zero": baselines}
-    for (task, backend, fit), rs in sorted(groups.items()):
+    for (task, backend, fit, q_head, _), rs in sorted(groups.items()):
         metrics: dict[str, Any] = {}
         for key, val in rs[0]["metrics"].items():
             if isinstance(val, list):
@@ -73,7 +74,8 @@ def summarize(records: Sequence[dict[str, Any]], baselines: dict[str, dict[str, 
         metrics["tau_infer"] = _q([r["tau_infer"] for r in rs])
         metrics["train_seconds"] = _q([r["train_seconds"] for r in rs])
         g: dict[str, Any] = {
-            "task": task, "backend": backend, "fit": fit, "seeds": [r["seed"] for r in rs],
+            "task": task, "backend": backend, "fit": fit, "q_head": q_head,
+            "seeds": [r["seed"] for r in rs],
             "epochs": rs[0]["epochs"], "n_train": rs[0]["n_train"], "n_test": rs[0]["n_test"],
             "diverged": int(sum(bool(r["diverged"]) for r in rs)), "runs": len(rs),
             "metrics": metrics,
@@ -107,19 +109,21 @@ def table(summary: dict[str, Any], task: str, edges: tuple[float, ...], right_cl
     heads = HEADLINE[task]
     bkey = BUCKET_KEY[task]
     blabels = [f"{bkey.split('_')[1]} {lab}" for lab in bucket_labels(edges, right_closed)]
-    cols = ["backend", "fit", "runs", "diverged", *[h for h, _ in heads], "tau_infer", *blabels]
+    cols = ["backend", "fit", "epochs", "runs", "diverged", *[h for h, _ in heads], "tau_infer",
+            *blabels]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for g in summary["groups"]:
         if g["task"] != task:
             continue
         m = g["metrics"]
-        row = [g["backend"], g["fit"], str(g["runs"]), str(g["diverged"])]
+        fit = g["fit"] + ("" if g.get("q_head", "linear") == "linear" else f", {g['q_head']} Q")
+        row = [g["backend"], fit, str(g["epochs"]), str(g["runs"]), str(g["diverged"])]
         row += [_cell(m[h], spec) for h, spec in heads]
         row.append(_val(m["tau_infer"]["median"], ".2e"))
         row += [_val(b["median"], ".3g") for b in m[bkey]]
         lines.append("| " + " | ".join(row) + " |")
     base = summary["predict_zero"][task]
-    row = ["predict-0", "—", "—", "—"]
+    row = ["predict-0", "—", "—", "—", "—"]
     for h, spec in heads:
         row.append(_val(base.get(h, math.nan), spec) if isinstance(base.get(h), float) else "—")
     row.append("—")
@@ -143,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epochs per run (default per task: pole 40, ik_pole 40, ik_ref 5)")
     p.add_argument("--n-samples", type=int, default=None,
                    help="dataset size (ik_ref: total samples, default 200000; pole/ik_pole: "
-                   "training rows, default 2056/5120)")
+                   "training rows, default 2304/5120)")
     p.add_argument("--backends", default="torch,jax", help="comma-separated subset of torch,jax")
     p.add_argument("--fit", default="angle",
                    help="fit term(s), comma-separated: implicit (reference parity), angle "
@@ -151,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default per task)")
     p.add_argument("--schedule", default=None, choices=("constant", "cosine"),
                    help="learning-rate schedule: constant, or cosine decay to 0 over the run "
-                   "(default per task: ik_pole cosine, the others constant)")
+                   "(default per task: pole and ik_pole cosine, ik_ref constant)")
     p.add_argument("--q-head", default="linear", choices=("linear", "softplus"),
                    help="denominator head: linear (the guide's RationalHead) or softplus "
                    "(Q > 0; for tasks whose targets are finite everywhere, e.g. ik_ref)")

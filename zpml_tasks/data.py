@@ -4,7 +4,8 @@ Three tasks with a singular set, each split into ``train``/``val``/``test``:
 
 * ``pole`` — the guide's ``y = 1/(x − a)`` on ``x ∈ [−1, 1]`` (``a = 0.25``): uniform
   samples, samples at log-uniform distances ``10^U(−4, −1)`` on both sides of the pole,
-  and exact-pole samples whose target is ``+inf`` (the model should answer ⊥ there).
+  and exact-pole samples whose target is ``+inf`` (the model should answer ⊥ there;
+  training samples the pole itself often, 256 of 2304 rows).
   Targets are computed from the float32 inputs the model sees, so the pole stays exact.
 * ``ik_ref`` — the reference's RR-arm inverse-kinematics benchmark: a 2-link arm
   (``L1 = L2 = 1``); inputs ``(θ1, θ2, dx, dy)`` with ``θ1, θ2 ~ U(−π, π)`` and
@@ -110,18 +111,21 @@ def _pole_split(rng: np.random.Generator, n_uniform: int, n_near: int, n_exact: 
     return Split(x32[:, None], y, np.abs(diff), diff == 0)
 
 
-def pole_task(seed: int, n_samples: int | None = None, *, a: float = POLE_A) -> Task:
-    """The guide's pole task; ``n_samples`` scales the training split (default 2056 rows:
-    1536 uniform, 512 near the pole, 8 exact); val/test keep their proportions."""
+def pole_task(seed: int, n_samples: int | None = None, *, a: float = POLE_A,
+              exact_train: int | None = None) -> Task:
+    """The guide's pole task; ``n_samples`` scales the training split (default 2304 rows:
+    1536 uniform, 512 near the pole, 256 exactly at the pole — the singular set itself is
+    sampled; ``exact_train`` overrides that count); val/test keep 4 and 16 exact rows."""
     rng = np.random.default_rng(seed)
-    s = 1.0 if n_samples is None else n_samples / 2056.0
+    s = 1.0 if n_samples is None else n_samples / 2304.0
 
     def n(k: int) -> int:
         return max(1, round(k * s))
 
     return Task(
         "pole", 1, 1,
-        train=_pole_split(rng, n(1536), n(512), max(2, n(8)), a),
+        train=_pole_split(rng, n(1536), n(512),
+                          max(2, n(256)) if exact_train is None else exact_train, a),
         val=_pole_split(rng, n(512), n(256), max(2, n(4)), a),
         test=_pole_split(rng, n(2048), n(1024), max(2, n(16)), a),
         distance_label="|x−a|",

@@ -125,6 +125,12 @@ def bench_plot(task: Task, summary: dict[str, Any],
     if isinstance(base.get(head), float) and not math.isnan(base[head]):
         ax.axhline(base[head], color="C3", ls="--", lw=1, label=f"predict-0 ({base[head]:.3g})")
     ax.plot([], [], color="k", lw=1.5, label="median over seeds")
+    allv = np.array([r["metrics"][head] for v in plots.values() for r, _ in v
+                     if r["task"] == task.name], np.float64)
+    allv = np.append(allv, base[head] if isinstance(base.get(head), float) else np.nan)
+    allv = allv[np.isfinite(allv)]
+    if allv.size and (allv > 0).all() and allv.max() / allv.min() > 30:
+        ax.set_yscale("log")  # the data and the predict-0 level decades apart
     ax.set_xticks(range(len(keys)), [f"{b}\n{f}" for b, f in keys])
     ax.set_xlim(-0.6, len(keys) - 0.4)
     ax.set_ylabel(f"{head} (test, one dot per seed)")

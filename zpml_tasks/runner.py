@@ -43,9 +43,10 @@ TAU_TRAIN = (5e-5, 2e-4)
 DEFAULT_EPOCHS = {"pole": 40, "ik_pole": 40, "ik_ref": 5}
 #: Adam learning rates: the reference IK recipe uses 1e-3, the demo tasks 3e-3
 DEFAULT_LR = {"pole": 3e-3, "ik_pole": 3e-3, "ik_ref": 1e-3}
-#: learning-rate schedules: the 2-D zero line of ik_pole is located more precisely when
-#: the step size decays (cosine to 0); the others keep a constant rate
-DEFAULT_SCHEDULE = {"pole": "constant", "ik_pole": "cosine", "ik_ref": "constant"}
+#: learning-rate schedules: the zeros of Q (the pole, the singular line) are located more
+#: precisely when the step size decays (cosine to 0); ik_ref keeps the reference's
+#: constant rate
+DEFAULT_SCHEDULE = {"pole": "cosine", "ik_pole": "cosine", "ik_ref": "constant"}
 
 
 def available(name: str) -> bool:
