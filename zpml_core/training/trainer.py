@@ -23,6 +23,16 @@ parameters and optimizer state unchanged — its record gets ``update_skipped = 
 key present only in such records),
 ``NonFiniteGradientWarning`` names the step, and training continues; the gradient flag
 travels in the same metrics vector (no extra host sync).
+
+Data-parallel: with a torch ``DistributedDataParallel`` model on a multi-rank process
+group every step computes on the global batch (all ranks' rows; see
+``zpml_backends._torch_ddp``): the loss, every train and validation metric and the
+gradient are those of one process on the global batch; all ranks draw the same
+``tau_train``; an ``ArrayLoader`` serves each rank its shard; only rank 0 calls
+``log_hook`` and writes checkpoints. On JAX, ``TrainingConfig(device=mesh)`` with a
+multi-device ``jax.sharding.Mesh`` splits each batch over the devices and replicates the
+parameters (see ``zpml_backends.jax_training``). A sampler with ``set_epoch`` (torch's
+``DistributedSampler``) is given the epoch at the start of each.
 """
 
 from __future__ import annotations
