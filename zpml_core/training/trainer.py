@@ -73,6 +73,7 @@ from zpml_core.training.metrics import (
     check_shapes,
     finish_metrics,
 )
+from zpml_core.training.parallel import set_epoch, setup_data_parallel
 from zpml_core.training.resume import CheckpointMixin
 from zpml_core.training.sampler import perturbed_threshold
 from zpml_core.utils.logging import metric_log_record
@@ -139,16 +140,6 @@ def select_training_support(model: Any, optimizer: Any, backend: str | None = No
     )
 
 
-def _set_epoch(loader: Any, epoch: int) -> None:
-    """``sampler.set_epoch(epoch)`` of a loader whose sampler has one (torch's
-    ``DistributedSampler``: a new shuffle per epoch, the same on every rank)."""
-    for holder in (loader, getattr(loader, "batch_sampler", None)):
-        set_epoch = getattr(getattr(holder, "sampler", None), "set_epoch", None)
-        if callable(set_epoch):
-            set_epoch(epoch)
-            return
-
-
 class SCMTrainer(CheckpointMixin):
     """Reference training loop for SCM models (semantics §7.3; see the module docstring).
 
@@ -208,7 +199,7 @@ class SCMTrainer(CheckpointMixin):
         self._tau_rng = np.random.default_rng(cfg.seed)
         self._capability = self.engine.bottom_capability(cfg.tau_infer)
         if self.engine.world_size > 1:
-            self._setup_data_parallel()
+            setup_data_parallel(self.engine, self._tau_rng, self.train_loader, cfg)
         perturbed_threshold(cfg.tau_train_min, cfg.tau_train_max)  # validates the range
         lrs = self.engine.optimizer_lrs()
         # (an optax optimizer does not expose its rate: a non-default value is unused too)
@@ -220,25 +211,6 @@ class SCMTrainer(CheckpointMixin):
                 stacklevel=2,
             )
         self._check_validation_controls(scheduler)
-
-    def _setup_data_parallel(self) -> None:
-        """Several ranks train one model (torch DDP): every rank draws the same
-        ``tau_train`` sequence (rank 0's generator state, so also without a seed), and
-        an ``ArrayLoader`` (train and validation) serves this rank's shard of each global
-        batch; an unseeded shuffling loader gets one seed shared by all ranks when
-        ``config.seed`` is None (with a seed, ``fit`` seeds it as in one process)."""
-        from zpml_core.training.data import ArrayLoader
-
-        engine = self.engine
-        self._tau_rng.bit_generator.state = engine.broadcast_object(self._tau_rng.bit_generator.state)
-        for loader in (self.train_loader, self.config.val_loader):
-            if isinstance(loader, ArrayLoader):
-                loader.set_shard(engine.rank, engine.world_size)
-        loader = self.train_loader
-        if isinstance(loader, ArrayLoader) and not loader.seeded and self.config.seed is None:
-            import numpy as np
-
-            loader.set_seed(engine.broadcast_object(int(np.random.default_rng().integers(2**63))))
 
     def _check_validation_controls(self, scheduler: Any) -> None:
         """Controls that act only through ``val_loader`` must not be set without one."""
@@ -506,7 +478,7 @@ class SCMTrainer(CheckpointMixin):
             self.current_epoch = epoch
             weights = cfg.weights_at(epoch)
             n = 0
-            _set_epoch(self.train_loader, epoch)
+            set_epoch(self.train_loader, epoch)
             it = iter(self.train_loader)
             batch = next(it, _END)
             index = 0
