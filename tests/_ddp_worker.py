@@ -118,6 +118,27 @@ def sampler_epochs() -> list[int]:
     return seen
 
 
+def unseeded() -> tuple[list[float], list[list[float]]]:
+    """Without TrainingConfig.seed: the thresholds drawn and the target rows seen by this
+    rank over one epoch of an unseeded shuffling ArrayLoader."""
+    seen: list[list[float]] = []
+
+    class Recording(ArrayLoader):
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            for b in super().__iter__():
+                seen.append(b[1].tolist())
+                yield b
+
+    x, y = np.arange(60.0).reshape(20, 3) / 60.0, np.arange(20.0)
+    net = DDP(model())
+    t = SCMTrainer(net, torch.optim.SGD(net.parameters(), lr=1e-9),
+                   SCMTrainingLoss(LossConfig(tau_train=1e-3)),
+                   Recording(x, y, batch_size=3, shuffle=True),
+                   TrainingConfig(tau_train_min=1e-3, tau_train_max=1e-1))
+    t.fit()
+    return t.last_thresholds, seen
+
+
 def main(out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
@@ -135,7 +156,8 @@ def main(out: str) -> None:
     sem = semantic_trainer(DDP(model()), 1)
     sem.fit(epochs=1)
     params = {k: v.detach().tolist() for k, v in t.model.module.state_dict().items()}
-    mine = {"calls": logger.calls, "history": t.history, "val_history": t.val_history,
+    taus, rows = unseeded()
+    mine = {"unseeded_taus": taus, "unseeded_rows": rows, "calls": logger.calls, "history": t.history, "val_history": t.val_history,
             "sampler_epochs": sampler_epochs(), "thresholds": t.last_thresholds}
     with open(os.path.join(out, f"rank{rank}.json"), "w") as fh:
         json.dump(mine, fh)

@@ -6,7 +6,8 @@ term, validation; a second run with status-labelled batches, i.e. SemanticTarget
 ``batch_size × 2``: every train record (loss, coverage, bottom_frac, denominator
 statistics, tau_train), every validation metric and the final parameters within 1e-10
 relative. Also: exactly one JSONL writer (rank 0; rank 1's hook never called, the file
-holds each record once), both ranks hold the same global history, a checkpoint saved
+holds each record once), both ranks hold the same global history, without a seed
+both ranks still draw the same thresholds and one shared shuffle, a checkpoint saved
 after 2 epochs and loaded by a fresh trainer continues identically, and a DataLoader's
 DistributedSampler gets ``set_epoch`` every epoch.
 """
@@ -98,6 +99,12 @@ def test_ddp_two_ranks_equal_one_process(tmp_path: Path) -> None:
     _same_records(res["resumed_val"], res["val_history"][-1:], rtol=0.0)
     assert res["resumed_params"] == res["params"]
 
+    # without a seed: the same thresholds on both ranks, and the shards of the unseeded
+    # shuffling loader cover every row once (one shared permutation)
+    assert ranks[0]["unseeded_taus"] == ranks[1]["unseeded_taus"]
+    assert len(set(ranks[0]["unseeded_taus"])) == len(ranks[0]["unseeded_taus"]) == 4
+    rows = sorted(v for r in ranks for b in r["unseeded_rows"] for v in b)
+    assert rows == list(range(20))
     # a DistributedSampler gets set_epoch(epoch) at the start of every epoch
     assert ranks[0]["sampler_epochs"] == ranks[1]["sampler_epochs"] == [0, 1]
 
