@@ -97,6 +97,15 @@ class DDPComm:
         dist.broadcast_object_list(box, src=0, group=self.group, device=self.device)
         return box[0]
 
+    def gather_host(self, a: Any) -> Any:
+        """Every rank's numpy array (or None) concatenated along axis 0 in rank order."""
+        import numpy as np
+
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, a, group=self.group)
+        parts = [o for o in out if o is not None]
+        return np.concatenate(parts) if parts else None
+
     # -- rows -------------------------------------------------------------------------
     def gather_sizes(self, n: int) -> list[int]:
         t = torch.tensor([n], dtype=torch.int64, device=self.device)

@@ -169,6 +169,9 @@ class TorchEngine(TorchCheckpointMixin, TrainingEngine):
     def sample_count(self, n: int) -> int:
         return n if self.ddp is None else self.ddp.total()
 
+    def gather_host(self, a: Any) -> Any:
+        return a if self.ddp is None else self.ddp.gather_host(a)
+
     def broadcast_object(self, obj: Any) -> Any:
         return obj if self.ddp is None else self.ddp.broadcast_object(obj)
 

@@ -153,11 +153,13 @@ def main(out: str) -> None:
     t2 = trainer(DDP(model()), 1)
     t2.load_checkpoint(path)
     t2.fit(epochs=1)
+    xv, yv = data(N_VAL, 1)
+    tau_infer = t.calibrate_tau_infer(ArrayLoader(xv, yv, batch_size=BATCH)).tau_infer
     sem = semantic_trainer(DDP(model()), 1)
     sem.fit(epochs=1)
     params = {k: v.detach().tolist() for k, v in t.model.module.state_dict().items()}
     taus, rows = unseeded()
-    mine = {"unseeded_taus": taus, "unseeded_rows": rows, "calls": logger.calls, "history": t.history, "val_history": t.val_history,
+    mine = {"tau_infer": tau_infer, "unseeded_taus": taus, "unseeded_rows": rows, "calls": logger.calls, "history": t.history, "val_history": t.val_history,
             "sampler_epochs": sampler_epochs(), "thresholds": t.last_thresholds}
     with open(os.path.join(out, f"rank{rank}.json"), "w") as fh:
         json.dump(mine, fh)

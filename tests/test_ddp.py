@@ -7,7 +7,8 @@ term, validation; a second run with status-labelled batches, i.e. SemanticTarget
 statistics, tau_train), every validation metric and the final parameters within 1e-10
 relative. Also: exactly one JSONL writer (rank 0; rank 1's hook never called, the file
 holds each record once), both ranks hold the same global history, without a seed
-both ranks still draw the same thresholds and one shared shuffle, a checkpoint saved
+both ranks still draw the same thresholds and one shared shuffle, calibrate_tau_infer
+on the ranks' shards gives one process's tau_infer on every rank, a checkpoint saved
 after 2 epochs and loaded by a fresh trainer continues identically, and a DataLoader's
 DistributedSampler gets ``set_epoch`` every epoch.
 """
@@ -78,6 +79,10 @@ def test_ddp_two_ranks_equal_one_process(tmp_path: Path) -> None:
     for k, v in ref.model.state_dict().items():
         got = torch.tensor(res["params"][k], dtype=torch.float64)
         assert torch.allclose(got, v, rtol=1e-10, atol=1e-13), k
+    # tau_infer calibrated on every rank's shard of the held-out rows = on all of them
+    want_tau = ref.calibrate_tau_infer(w.ArrayLoader(*w.data(w.N_VAL, 1), batch_size=7)).tau_infer
+    assert ranks[0]["tau_infer"] == ranks[1]["tau_infer"]
+    assert _close(ranks[0]["tau_infer"], want_tau)
     # batches with status labels: SemanticTargets gathered across the ranks
     sem = w.semantic_trainer(w.model(), 2)
     sem.fit(epochs=1)

@@ -104,6 +104,12 @@ class TrainingEngine:
         """Rank 0's ``obj`` on every rank (identity with one process)."""
         return obj
 
+    def gather_host(self, a: Any) -> Any:
+        """Every rank's host (numpy) array ``a`` (None: nothing from this rank)
+        concatenated along axis 0 in rank order; None if no rank has one (``a`` itself
+        with one process)."""
+        return a
+
     def sample_count(self, n: int) -> int:
         """Samples of the last step's global batch, given this rank's ``n`` (the step's
         metrics are over the global batch)."""

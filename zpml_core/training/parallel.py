@@ -14,7 +14,7 @@ from zpml_core.training.config import TrainingConfig
 from zpml_core.training.data import ArrayLoader
 from zpml_core.training.engine import TrainingEngine
 
-__all__ = ["set_epoch", "setup_data_parallel"]
+__all__ = ["set_epoch", "setup_data_parallel", "shard_loader"]
 
 
 def setup_data_parallel(engine: TrainingEngine, tau_rng: Any, train_loader: Any,
@@ -26,8 +26,7 @@ def setup_data_parallel(engine: TrainingEngine, tau_rng: Any, train_loader: Any,
     ``config.seed`` is None (with a seed, ``fit`` seeds it as in one process)."""
     tau_rng.bit_generator.state = engine.broadcast_object(tau_rng.bit_generator.state)
     for loader in (train_loader, config.val_loader):
-        if isinstance(loader, ArrayLoader):
-            loader.set_shard(engine.rank, engine.world_size)
+        shard_loader(loader, engine)
     if isinstance(train_loader, ArrayLoader) and not train_loader.seeded and config.seed is None:
         import numpy as np
 
@@ -43,3 +42,10 @@ def set_epoch(loader: Any, epoch: int) -> None:
         if callable(fn):
             fn(epoch)
             return
+
+
+def shard_loader(loader: Any, engine: TrainingEngine) -> None:
+    """Data-parallel: an ``ArrayLoader`` the trainer iterates (train, validation,
+    calibration) serves this rank's shard of each global batch."""
+    if engine.world_size > 1 and isinstance(loader, ArrayLoader):
+        loader.set_shard(engine.rank, engine.world_size)

@@ -73,7 +73,7 @@ from zpml_core.training.metrics import (
     check_shapes,
     finish_metrics,
 )
-from zpml_core.training.parallel import set_epoch, setup_data_parallel
+from zpml_core.training.parallel import set_epoch, setup_data_parallel, shard_loader
 from zpml_core.training.resume import CheckpointMixin
 from zpml_core.training.sampler import perturbed_threshold
 from zpml_core.utils.logging import metric_log_record
@@ -644,6 +644,7 @@ class SCMTrainer(CheckpointMixin):
                 f"validation metric; use one of {', '.join(map(repr, TRAIN_KEYS))}"
             )
         loader = self.config.val_loader if loader is None else loader
+        shard_loader(loader, self.engine)
         if loader is None:
             return None
         tau = self.config.tau_eval
@@ -714,11 +715,16 @@ class SCMTrainer(CheckpointMixin):
 
         Every batch's targets must have the shape of the model's ``P`` and ``Q`` ``P``'s
         leading shape (``ValueError`` naming the batch and the shapes otherwise). With
-        semantic targets, samples with a ``missing`` label are left out."""
+        semantic targets, samples with a ``missing`` label are left out.
+
+        Data-parallel (torch DDP): every rank calls it with its shard (an ``ArrayLoader``
+        is sharded by rank); the samples of all ranks are gathered and every rank gets
+        the same ``tau_infer``."""
         import numpy as np
 
         from zpml_core.training.calibration import calibrate_tau_infer
 
+        shard_loader(loader, self.engine)
         P_all, Q_all, Y_all = [], [], []
         for i, batch in enumerate(loader):
             prepared = self._prepare(batch)
@@ -744,12 +750,14 @@ class SCMTrainer(CheckpointMixin):
             P_all.append(p)
             Q_all.append(q)
             Y_all.append(y)
-        if not P_all:
+        arrays = [np.concatenate(a) if a else None for a in (P_all, Q_all, Y_all)]
+        if self.engine.world_size > 1:  # every rank's samples, in rank order
+            arrays = [self.engine.gather_host(a) for a in arrays]
+        P, Q, Y = arrays
+        if P is None or Q is None or Y is None:
             raise ValueError("calibrate_tau_infer: loader yielded no batches")
         kwargs.setdefault("tau_train", self.config.tau_train_max)
-        report = calibrate_tau_infer(
-            np.concatenate(P_all), np.concatenate(Q_all), np.concatenate(Y_all), **kwargs
-        )
+        report = calibrate_tau_infer(P, Q, Y, **kwargs)
         self.tau_infer = report.tau_infer
         self.tau_infer_calibrated = True
         return report
