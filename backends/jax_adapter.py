@@ -16,8 +16,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from zpml_core._registry import Backend
 from zpml_core.autodiff import policies as _policies
+
+_F64, _F32 = np.dtype("float64"), np.dtype("float32")
 
 
 class JaxBackend(Backend):
@@ -62,6 +66,43 @@ class JaxBackend(Backend):
     def signed_zero(self, x: Any) -> Any:
         d = self.stop_gradient(x)
         return d * 0.0 - (d - x)
+
+    # concrete (eager) jax arrays; the module path moved between jaxlib releases
+    fast_types = (("jaxlib._jax", "ArrayImpl"), ("jaxlib.xla_extension", "ArrayImpl"))
+
+    def fast(self, op: str, *args: Any) -> Any:
+        """Eager calls on concrete float32/float64 arrays of one dtype and shape: the
+        jitted array-API kernel the public op runs, called without the argument
+        preparation (~50 µs per call at 1e4 elements). Bit for bit the public op's
+        result: the same compiled kernel with the same static arguments; the policy gate
+        is the identity on concrete arrays (no derivative can flow through them —
+        tracers have other types and take the array-API path). With fusion off
+        (``ZPML_JAX_FUSE=0``) it declines."""
+        if not self._enabled:
+            return None
+        x = args[0]
+        dt = x.dtype
+        if dt != _F64 and dt != _F32:
+            return None
+        y = args[1] if len(args) > 1 else None
+        if y is not None and (y.dtype != dt or y.shape != x.shape):
+            return None
+        xp = self.namespace()
+        if op == "strict":
+            from zpml_core import _xp
+            from zpml_core.inference.mode import _k_strict
+
+            thr, tau, tau_train = args[2](_xp.consts(xp, xp.float32 if dt == _F32 else xp.float64))
+            if tau == 0.0:  # tau_infer underflows: the array-API path raises
+                return None
+            return self.fuse(_k_strict)(x, y, (), xp=xp, be=self, thr=thr, tau=tau,
+                                        tau_train=tau_train, factor_taus=())
+        from zpml_core.scm import real_kernel
+
+        kernel, static = real_kernel(op)
+        if y is None:
+            return self.fuse(kernel)(x, None, xp=xp, be=self, **static)
+        return self.fuse(kernel)(x, y, None, None, xp=xp, be=self, **static)
 
     def fuse(self, kernel: Callable[..., Any]) -> Callable[..., Any]:
         self._register_pytrees()

@@ -162,12 +162,9 @@ def _binary(op: str, x: object, y: object, mask_x: object, mask_y: object) -> SC
         else:
             v, b = _run(be, _k_add_complex, xa, ya, mx, my, xp=xp, be=be,
                         subtract=op == "sub")
-    elif op == "div":
-        v, b = _run(be, _k_div, xa, ya, mx, my, xp=xp, be=be)
-    elif op == "mul":
-        v, b = _run(be, _k_mul, xa, ya, mx, my, xp=xp, be=be)
     else:
-        v, b = _run(be, _k_add, xa, ya, mx, my, xp=xp, be=be, subtract=op == "sub")
+        kernel, static = real_kernel(op)
+        v, b = _run(be, kernel, xa, ya, mx, my, xp=xp, be=be, **static)
     return _finish(be, xp, v, b)
 
 
@@ -218,29 +215,41 @@ def _unary(name: str, x: object, mask: object) -> SCMArray:
             )
         _check_integer_arithmetic(be, dt, "x")
         v, b = _run(be, k_int_neg, xa, m, xp=xp)
-    elif name == "neg":
-        v, b = _run(be, _k_neg, xa, m, xp=xp, be=be)
-    elif _xp.is_complex(xp, dt):
+    elif _xp.is_complex(xp, dt) and name != "neg":
         if name == "inv":
             v, b = _run(be, _k_inv_complex, xa, m, xp=xp, be=be)
         else:
             v, b = _run(be, _k_unary_complex, xa, m, xp=xp, be=be, fn=name,
                         zero_is_bottom=name == "log", safe=0.0 if name in _ZERO_SAFE else 1.0)
-    elif name in ("sin", "cos", "tan"):
-        v, b = _run(be, _k_trig, xa, m, xp=xp, be=be, fn=name)
-    elif name == "sqrt":
-        v, b = _run(be, _k_sqrt, xa, m, xp=xp, be=be)
     else:
-        v, b = _run(be, _REAL_UNARY[name], xa, m, xp=xp, be=be)
+        kernel, static = real_kernel(name)
+        v, b = _run(be, kernel, xa, m, xp=xp, be=be, **static)
     return _finish(be, xp, v, b)
 
 
 _ZERO_SAFE = frozenset({"exp", "sin", "cos", "tan"})
-_REAL_UNARY: dict[str, Callable[..., tuple[Array, Array]]] = {
-    "inv": _k_inv,
-    "log": _k_log,
-    "exp": _k_exp,
+_REAL_KERNELS: dict[str, tuple[Callable[..., tuple[Array, Array]], dict[str, Any]]] = {
+    "add": (_k_add, {"subtract": False}),
+    "sub": (_k_add, {"subtract": True}),
+    "mul": (_k_mul, {}),
+    "div": (_k_div, {}),
+    "neg": (_k_neg, {}),
+    "inv": (_k_inv, {}),
+    "log": (_k_log, {}),
+    "exp": (_k_exp, {}),
+    "sqrt": (_k_sqrt, {}),
+    "sin": (_k_trig, {"fn": "sin"}),
+    "cos": (_k_trig, {"fn": "cos"}),
+    "tan": (_k_trig, {"fn": "tan"}),
 }
+
+
+def real_kernel(op: str) -> tuple[Callable[..., tuple[Array, Array]], dict[str, Any]]:
+    """``(kernel, static keywords)`` of the real floating SCM op ``op`` (``add sub mul div``:
+    ``kernel(x, y, mask_x, mask_y, *, xp, be, **static)``; the unary ops:
+    ``kernel(x, mask, *, xp, be, **static)``) — what the public op runs, for adapters
+    whose fast path calls the same compiled kernel."""
+    return _REAL_KERNELS[op]
 
 
 def inv(x: Array, *, mask: Array | None = None) -> SCMArray:
