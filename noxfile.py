@@ -81,3 +81,13 @@ def dask_cluster(session: nox.Session) -> None:
     process (README "Scaling out")."""
     _install(session, "dask,test")
     session.run("python", "benchmarks/bench_dask_cluster.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def scaling(session: nox.Session) -> None:
+    """Data-parallel training: torch DDP with 2 gloo ranks and JAX on a 2-device host
+    mesh against one process (equality tests, then wall-clock; README "Scaling out")."""
+    _install(session, "test,torch,jax")
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "tests/test_ddp.py",
+                "tests/test_jax_sharding.py")
+    session.run("python", "benchmarks/bench_scaling.py", *session.posargs)
