@@ -151,6 +151,11 @@ def test_calibration_candidates_span_observed_q() -> None:
     assert all(a >= b for a, b in zip(curve["coverage"], curve["coverage"][1:], strict=False))
     capped = calibrate_tau_infer(q * y, q, y, target_coverage=0.0, tau_train=1e-2)
     assert max(r["tau"] for r in capped.table) == 1e-2
+    # |Q| up to finfo.max: every candidate finite (the grid is built in log space)
+    big = np.full(10, np.finfo(np.float64).max)
+    rep = calibrate_tau_infer(np.ones(10), big, np.ones(10), target_coverage=0.0)
+    taus = [r["tau"] for r in rep.table]
+    assert all(math.isfinite(t) for t in taus) and max(taus) == big[0]
 
 
 def _bench(tmp: Path, backend: str, fit: str) -> dict[str, Any]:

@@ -208,7 +208,10 @@ def _default_candidates(Q: Array, tau_train: float | None) -> list[float]:
     hi = max(hi, floor)
     lo = floor
     k = _N_GRID
-    out += [lo * (hi / lo) ** (i / (k - 1)) for i in range(k)] if hi > lo else [hi]
+    # in log space (hi / lo overflows for |Q| near finfo.max), never above hi
+    llo, lhi = math.log(lo), math.log(hi)
+    out += ([lo, *(min(hi, math.exp(llo + (lhi - llo) * i / (k - 1))) for i in range(1, k - 1)), hi]
+            if hi > lo else [hi])
     out = [v for v in out if v >= floor and (tau_train is None or v <= tau_train)]
     return sorted(set(out + ([tau_train] if tau_train is not None else [])))
 
