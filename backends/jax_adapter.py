@@ -16,12 +16,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from zpml_core._registry import Backend
 from zpml_core.autodiff import policies as _policies
-
-_F64, _F32 = np.dtype("float64"), np.dtype("float32")
 
 
 class JaxBackend(Backend):
@@ -81,8 +77,8 @@ class JaxBackend(Backend):
         if not self._enabled:
             return None
         x = args[0]
-        dt = x.dtype
-        if dt != _F64 and dt != _F32:
+        dt = x.dtype  # a numpy dtype (jax arrays use numpy's dtypes)
+        if dt.kind != "f" or dt.itemsize not in (4, 8):
             return None
         y = args[1] if len(args) > 1 else None
         if y is not None and (y.dtype != dt or y.shape != x.shape):
@@ -92,7 +88,8 @@ class JaxBackend(Backend):
             from zpml_core import _xp
             from zpml_core.inference.mode import _k_strict
 
-            thr, tau, tau_train = args[2](_xp.consts(xp, xp.float32 if dt == _F32 else xp.float64))
+            c = _xp.consts(xp, xp.float32 if dt.itemsize == 4 else xp.float64)
+            thr, tau, tau_train = args[2](c)
             if tau == 0.0:  # tau_infer underflows: the array-API path raises
                 return None
             return self.fuse(_k_strict)(x, y, (), xp=xp, be=self, thr=thr, tau=tau,

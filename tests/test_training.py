@@ -440,9 +440,16 @@ def test_predict_and_calibrate(backend_name: str) -> None:
     tr.fit()
     P, Q = tr.model_outputs(x)
     assert tuple(P.shape) == (64,) and tuple(Q.shape) == (64,)
+    # (was capped at tau_train_max: candidates now span the observed |Q|; tau_train= caps)
     rep = tr.calibrate_tau_infer([(x, y)], target_coverage=0.5)
-    assert rep.tau_infer <= 2e-4 and tr.tau_infer == rep.tau_infer
+    q_abs = np.abs(np.asarray(tr._np(Q)))
+    assert rep.tau_infer > 2e-4 and rep.tau_infer <= q_abs.max() and tr.tau_infer == rep.tau_infer
     assert tr.checkpoint_metadata()["tau_infer"] == rep.tau_infer
+    _, bottom, gap = tr.predict(x)  # above tau_train_max: no gap band
+    assert not np.asarray(tr._np(gap)).any()
+    np.testing.assert_array_equal(np.asarray(tr._np(bottom)), q_abs < rep.tau_infer)
+    capped = tr.calibrate_tau_infer([(x, y)], target_coverage=0.5, tau_train=2e-4)
+    assert capped.tau_infer <= 2e-4 and tr.tau_infer == capped.tau_infer
 
 
 def test_jax_step_compiles_once_for_many_taus(backend_name: str) -> None:

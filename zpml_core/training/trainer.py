@@ -715,7 +715,11 @@ class SCMTrainer(CheckpointMixin):
 
         Every batch's targets must have the shape of the model's ``P`` and ``Q`` ``P``'s
         leading shape (``ValueError`` naming the batch and the shapes otherwise). With
-        semantic targets, samples with a ``missing`` label are left out.
+        semantic targets, samples with a ``missing`` label are left out. The candidates
+        span the observed ``|Q|`` (not capped at ``tau_train_max``: a model whose
+        denominator settles at ``|Q| ~ 1e-2`` on the singular set gets a threshold
+        there); pass ``tau_train=`` to cap them. A ``tau_infer`` above
+        ``tau_train_max`` decodes without a gap band (:meth:`predict`, checkpoints).
 
         Data-parallel (torch DDP): every rank calls it with its shard (an ``ArrayLoader``
         is sharded by rank); the samples of all ranks are gathered and every rank gets
@@ -756,7 +760,6 @@ class SCMTrainer(CheckpointMixin):
         P, Q, Y = arrays
         if P is None or Q is None or Y is None:
             raise ValueError("calibrate_tau_infer: loader yielded no batches")
-        kwargs.setdefault("tau_train", self.config.tau_train_max)
         report = calibrate_tau_infer(P, Q, Y, **kwargs)
         self.tau_infer = report.tau_infer
         self.tau_infer_calibrated = True
