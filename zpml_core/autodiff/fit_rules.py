@@ -86,7 +86,10 @@ def pair_gate_backward(policy: GradientPolicy, bottom: Array, p: Array, q: Array
     if policy is _PROJECT:
         ua, ub = radial_unit(p, q, xp=xp)
         d = ua * gp + ub * gq
-        return xp.where(bottom, gp - ua * d, gp), xp.where(bottom, gq - ub * d, gq)
+        # ``+ 0.0``: a zero cotangent is +0, as the stop-gradient form's derivative is
+        # (a sum with a +0 term), so both implementations agree in the sign of zero
+        return (xp.where(bottom, gp - ua * d, gp) + 0.0,
+                xp.where(bottom, gq - ub * d, gq) + 0.0)
     raise TypeError(f"policy must be a GradientPolicy, got {policy!r}")
 
 
