@@ -34,6 +34,7 @@ class JaxBackend(Backend):
         self._policy_lock = threading.Lock()
         self._policy_local = threading.local()
         self._abs_fn: Callable[..., Any] | None = None
+        self._fast_jit: dict[str, Callable[..., Any]] = {}
         _policies.add_state_listener(self._policy_state_changed)
         if "jax" in sys.modules:  # create the cache keys before anything is traced
             self._ensure_policy_keys()
@@ -94,12 +95,23 @@ class JaxBackend(Backend):
                 return None
             return self.fuse(_k_strict)(x, y, (), xp=xp, be=self, thr=thr, tau=tau,
                                         tau_train=tau_train, factor_taus=())
+        f = self._fast_jit.get(op)
+        if f is None:
+            f = self._fast_jit[op] = self._fast_kernel(op, xp)
+        return f(x) if y is None else f(x, y)
+
+    def _fast_kernel(self, op: str, xp: Any) -> Callable[..., Any]:
+        """``jax.jit`` of the op's kernel with its static arguments bound: the arrays are
+        the only arguments, so a call takes jit's C++ dispatch (no hashing of static
+        keywords). The traced computation is the public op's, so the compiled code is."""
+        import jax
+
         from zpml_core.scm import real_kernel
 
         kernel, static = real_kernel(op)
-        if y is None:
-            return self.fuse(kernel)(x, None, xp=xp, be=self, **static)
-        return self.fuse(kernel)(x, y, None, None, xp=xp, be=self, **static)
+        if op in ("add", "sub", "mul", "div"):
+            return jax.jit(lambda x, y: kernel(x, y, None, None, xp=xp, be=self, **static))
+        return jax.jit(lambda x: kernel(x, None, xp=xp, be=self, **static))
 
     def fuse(self, kernel: Callable[..., Any]) -> Callable[..., Any]:
         self._register_pytrees()
