@@ -71,7 +71,7 @@ class JaxBackend(Backend):
         """Eager calls on concrete float32/float64 arrays of one dtype and shape: the
         jitted array-API kernel the public op runs, called without the argument
         preparation (~50 µs per call at 1e4 elements). Bit for bit the public op's
-        result: the same compiled kernel with the same static arguments; the policy gate
+        result: the same traced computation (``scm.real_kernel``); the policy gate
         is the identity on concrete arrays (no derivative can flow through them —
         tracers have other types and take the array-API path). With fusion off
         (``ZPML_JAX_FUSE=0``) it declines."""
