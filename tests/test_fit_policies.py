@@ -139,6 +139,24 @@ def test_default_is_passthrough_and_changes_no_bit(backend_name):
         np.testing.assert_array_equal(gated[1], plain[1])
 
 
+def test_gate_on_broadcast_operands(backend_name):
+    # P (k,) and Q (B, 1) next to (B, k) targets: the pair is gated on its broadcast
+    rng = np.random.default_rng(11)
+    P, Q = rng.normal(size=3), rng.normal(size=(4, 1)) * np.array([[1e-4], [1.0], [1.0], [1e-4]])
+    Yn, Yd = rng.normal(size=(4, 3)), np.ones((4, 3))
+    base = grads(backend_name, projective_distance_loss, [P, Q, Yn, Yd])
+    got = grads(backend_name, projective_distance_loss, [P, Q, Yn, Yd],
+                policy=GradientPolicy.REJECT, around="forward")
+    assert got[0].shape == (3,) and got[1].shape == (4, 1)
+    # REJECT: the rows with |Q| < tau contribute nothing; the others as before
+    Pk, Qk, Ynk, Ydk = np.broadcast_to(P, (2, 3)), Q[1:3], Yn[1:3], Yd[1:3]
+    keep = grads(backend_name, projective_distance_loss, [Pk, Qk, Ynk, Ydk])
+    np.testing.assert_allclose(got[0], keep[0].sum(axis=0) * 2 / 4, rtol=1e-12)
+    np.testing.assert_allclose(got[1][[0, 3]], 0.0)
+    np.testing.assert_allclose(got[1][1:3], keep[1] * 2 / 4, rtol=1e-12)
+    assert not np.allclose(got[0], base[0])
+
+
 def test_registered_policy_applies_without_context(backend_name):
     data = batch(seed=7)
     base = grads(backend_name, projective_distance_loss, data)

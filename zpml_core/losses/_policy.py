@@ -33,9 +33,8 @@ class FitGate:
         adapter without a ``pair_gate`` hook changes nothing (not even the graph)."""
         if self.policy is GradientPolicy.PASSTHROUGH and getattr(be, "pair_gate", None) is None:
             return P, Q
-        if tuple(P.shape) != tuple(Q.shape):
-            shape = _common.common_shape([("P", P), ("Q", Q)])
-            P, Q = xp.broadcast_to(P, shape), xp.broadcast_to(Q, shape)
+        if tuple(P.shape) != tuple(Q.shape):  # (the four operands' shapes were checked)
+            P, Q = xp.broadcast_arrays(P, Q)
         tau = self.tau if tau_array is None else xp.astype(tau_array, lim.rdt)
         bottom = xp.abs(be.stop_gradient(Q)) < tau
         return fit_rules.pair_gate(be, P, Q, bottom, self.policy, xp=xp)
