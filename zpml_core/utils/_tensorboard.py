@@ -16,7 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from zpml_core.utils.logging import RESERVED_KEYS, _array_to_python, _is_array_like
+from zpml_core.utils.logging import (
+    RESERVED_KEYS,
+    _array_to_python,
+    _ClosingLogger,
+    _is_array_like,
+)
 
 __all__ = ["TensorBoardLogger"]
 
@@ -45,7 +50,7 @@ def _step_value(value: Any) -> int | None:
     return int(x) if x is not None and math.isfinite(x) else None
 
 
-class TensorBoardLogger:
+class TensorBoardLogger(_ClosingLogger):
     """A ``log_hook`` that writes every numeric metric as a TensorBoard scalar.
 
     Use it like :class:`~zpml_core.utils.logging.JsonlLogger`:
@@ -136,16 +141,6 @@ class TensorBoardLogger:
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
-
-    def __enter__(self) -> TensorBoardLogger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"log_dir": self.log_dir, "step_key": self.step_key, "step": self._step}

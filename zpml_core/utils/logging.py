@@ -43,7 +43,7 @@ import numbers
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 __all__ = [
     "METRIC_LOG_READABLE_VERSIONS",
@@ -309,7 +309,25 @@ def dumps_record(record: Mapping[str, Any]) -> str:
 # writer and reader
 
 
-class JsonlLogger:
+class _ClosingLogger:
+    """A logger holding an open handle: ``with logger:`` closes it on exit, and so does
+    garbage collection (errors there are swallowed). Subclasses define ``close``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+class JsonlLogger(_ClosingLogger):
     """Append metric records to a JSON Lines file, one line per record.
 
     Use it as ``TrainingConfig(log_hook=JsonlLogger("runs/metrics.jsonl"))``: it is
@@ -377,16 +395,6 @@ class JsonlLogger:
         fh, self._fh = self._fh, None
         if fh is not None:
             fh.close()
-
-    def __enter__(self) -> JsonlLogger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
 
     # copies (dataclasses.replace, deepcopy, pickling) share the path, not the handle
     def __getstate__(self) -> dict[str, Any]:
