@@ -1,7 +1,11 @@
 """``SCMTrainer``: the one training loop (semantics §7.3), shared by every backend.
 
 The loop is written once here; the backend adapter supplies the step
-(:mod:`zpml_core.training.engine`):
+(:mod:`zpml_core.training.engine`). This module holds ``SCMTrainer``'s construction and
+its public methods; their private helpers are mixins next to it: batch preparation
+(``_batches``), per-step bookkeeping (``_steps``), validation and calibration arithmetic
+(``_evaluation``), the backend choice (``_support``) and checkpoints (``resume``).
+The step per backend:
 
 * **PyTorch** — ``model`` is an ``nn.Module`` returning ``(P, Q)`` (or a decoded
   tensor) and ``optimizer`` a ``torch.optim`` optimizer; the step runs eagerly: forward
@@ -37,17 +41,17 @@ parameters (see ``zpml_backends.jax_training``). A sampler with ``set_epoch`` (t
 
 from __future__ import annotations
 
-import math
 import numbers
-import sys
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from zpml_core import _xp
 from zpml_core.inference import InferenceConfig
-from zpml_core.projective import SemanticTargets, lift_semantic_targets
+from zpml_core.training._evaluation import EvaluationMixin
+from zpml_core.training._steps import _END, StepMixin, _InFlight
+from zpml_core.training._support import select_training_support
 from zpml_core.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_SCHEMA_VERSION,
@@ -59,11 +63,8 @@ from zpml_core.training.config import (
     check_reiterable,
 )
 from zpml_core.training.engine import (
-    NonFiniteGradientWarning,
-    PreparedBatch,
     StepArgs,
     TrainingEngine,
-    TrainingSupport,
 )
 from zpml_core.training.losscall import LossCaller
 from zpml_core.training.metrics import (
@@ -76,7 +77,6 @@ from zpml_core.training.metrics import (
 from zpml_core.training.parallel import set_epoch, setup_data_parallel, shard_loader
 from zpml_core.training.resume import CheckpointMixin
 from zpml_core.training.sampler import perturbed_threshold
-from zpml_core.utils.logging import metric_log_record
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -87,60 +87,8 @@ __all__ = [
     "select_training_support",
 ]
 
-_END = object()
 
-
-class _InFlight(NamedTuple):
-    vec: Any
-    tau: float
-    step: int
-    epoch: int
-    batch: int
-    update: bool
-
-
-def select_training_support(model: Any, optimizer: Any, backend: str | None = None) -> TrainingSupport:
-    """The backend whose ``training()`` support claims ``(model, optimizer)``.
-
-    With ``backend=None`` every registered autodiff backend whose framework module is
-    already imported is asked (a torch model implies torch is imported), in registry
-    order. ``backend="jax"`` forces one.
-    """
-    from zpml_core._registry import get_backend_by_name, registered_backends
-
-    if backend is not None:
-        candidates = [get_backend_by_name(backend)]
-    else:
-        candidates = [
-            b for b in registered_backends().values() if b.supports_autodiff and b.name in sys.modules
-        ]
-    for b in candidates:
-        factory = getattr(b, "training", None)
-        support = None
-        if factory is not None:
-            try:
-                support = factory()
-            except NotImplementedError:
-                support = None
-        if support is None:
-            if backend is not None:
-                raise NotImplementedError(f"backend {b.name!r} has no training support")
-            continue
-        if support.claims(model, optimizer):
-            return support
-        if backend is not None:
-            raise TypeError(
-                f"backend {b.name!r} cannot train model {type(model).__name__} with optimizer "
-                f"{type(optimizer).__name__}"
-            )
-    raise TypeError(
-        f"SCMTrainer found no backend for model {type(model).__name__} and optimizer "
-        f"{type(optimizer).__name__}: pass a torch.nn.Module with a torch.optim optimizer, "
-        "or model=(apply_fn, params) with an optax optimizer for JAX"
-    )
-
-
-class SCMTrainer(CheckpointMixin):
+class SCMTrainer(StepMixin, EvaluationMixin, CheckpointMixin):
     """Reference training loop for SCM models (semantics §7.3; see the module docstring).
 
     ``fit()`` runs until ``config.max_epochs``, ``fit(epochs=k)`` exactly ``k`` more
@@ -346,88 +294,7 @@ class SCMTrainer(CheckpointMixin):
         return logs[0]
 
     # ---------------------------------------------------------------------------------
-    # batches
-
-    def _prepare(self, batch: Any) -> PreparedBatch:
-        # fast path: (inputs, targets) of plain arrays and a model without a declared
-        # bottom capability (the hot loop of a jitted step cannot afford much Python)
-        if (
-            type(batch) in (tuple, list)
-            and len(batch) == 2
-            and self._capability is None
-            and not isinstance(batch[1], SemanticTargets)
-        ):
-            fw = self.engine.to_framework
-            inputs = fw(batch[0])
-            shape: tuple[Any, ...] = tuple(getattr(inputs, "shape", ()))
-            return PreparedBatch(inputs, fw(batch[1]), None, int(shape[0]) if len(shape) else 1)
-        if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
-            raise TypeError(
-                "SCMTrainer batches must be (inputs, targets), (inputs, targets, "
-                f"status_labels) or (inputs, SemanticTargets); got {type(batch).__name__}"
-                + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
-            )
-        fw = self.engine.to_framework
-        inputs = fw(batch[0])
-        payload = batch[1]
-        semantic: SemanticTargets | None
-        if isinstance(payload, SemanticTargets):
-            if len(batch) != 2:
-                raise TypeError("(inputs, SemanticTargets) batches take no status labels")
-            targets = None
-            semantic = SemanticTargets(*(fw(a) for a in payload))
-        else:
-            targets = fw(payload)
-            semantic = lift_semantic_targets(targets, batch[2]) if len(batch) == 3 else None
-        if semantic is not None and not self.loss.wants_semantic_targets:
-            xp = _xp.namespace(semantic.mask_finite)
-            if bool(xp.any(~semantic.mask_finite & ~semantic.mask_bottom)):
-                raise ValueError(
-                    "the batch has 'missing' status labels (neither finite nor bottom) but "
-                    "loss_fn does not accept semantic_targets= to mask them"
-                )
-        cap = self._capability
-        if cap == "unreachable_by_construction" and not self.config.allow_bottom_unreachable:
-            if semantic is not None:
-                xp = _xp.namespace(semantic.mask_bottom)
-                has_bottom = bool(xp.any(semantic.mask_bottom))
-            else:
-                xp = _xp.namespace(targets)
-                has_bottom = bool(xp.any(~xp.isfinite(targets)))
-            if has_bottom:
-                raise ValueError(
-                    "bottom labels were found in the targets, but the model's denominator "
-                    f"cannot enter the strict bottom region |Q| < tau_infer={self.config.tau_infer:g}; "
-                    "filter them or set TrainingConfig(allow_bottom_unreachable=True)"
-                )
-        shape = tuple(getattr(inputs, "shape", ()))
-        n = int(shape[0]) if len(shape) else 1
-        return PreparedBatch(inputs, targets, semantic, n)
-
-    # ---------------------------------------------------------------------------------
-    # the loop
-
-    def _draw_tau(self) -> float:
-        lo, hi = self.config.tau_train_min, self.config.tau_train_max
-        # same draw as perturbed_threshold(lo, hi, rng=...) without re-validating per step
-        tau = lo if lo == hi else float(self._tau_rng.uniform(lo, hi))
-        self.last_thresholds.append(tau)
-        return tau
-
-    def _log(self, metrics: Mapping[str, Any], *, phase: str, step: int, epoch: int) -> None:
-        hook = self.config.log_hook
-        if hook is not None and self.engine.rank == 0:  # one writer: the metrics are global
-            hook(metric_log_record(metrics, phase=phase, step=step, epoch=epoch))
-
-    def _seed_once(self) -> None:
-        seed = self.config.seed
-        if seed is None or self._seeded or self.global_step:
-            return
-        self._seeded = True
-        self.engine.seed(seed)
-        loader = self.train_loader
-        if hasattr(loader, "set_seed") and not getattr(loader, "seeded", True):
-            loader.set_seed(seed)
+    # the loop (per-step bookkeeping: zpml_core.training._steps)
 
     def fit(self, epochs: int | None = None) -> list[dict[str, float]]:
         """Train: ``fit()`` runs the epochs ``current_epoch .. config.max_epochs - 1``;
@@ -536,91 +403,6 @@ class SCMTrainer(CheckpointMixin):
         self.current_epoch = epoch + 1
         return logs
 
-    def _drain(self, inflight: deque[_InFlight], logs: list[dict[str, float]],
-               count: int | None = None) -> None:
-        """Read the metrics of the ``count`` oldest in-flight steps (all by default) in
-        one host transfer, check and log them, in order."""
-        if not inflight:
-            return
-        engine = self.engine
-        if count is None or count >= len(inflight):
-            recs = list(inflight)
-            inflight.clear()
-        else:
-            recs = [inflight.popleft() for _ in range(count)]
-        all_values = engine.to_host_many([r.vec for r in recs])
-        for rec, values in zip(recs, all_values, strict=True):
-            self._finalize(rec, values, logs)
-
-    def _finalize(self, rec: _InFlight, values: list[float], logs: list[dict[str, float]]) -> None:
-        """Check one step's host metrics (``RAW_KEYS`` + ``grads_nonfinite``), settle its
-        update with the engine, log it.
-
-        Non-finite loss: the engine rolls back to the state before the step and
-        ``FloatingPointError`` stops training. Finite loss but non-finite gradients on
-        an update step: the update was not applied, the record gets
-        ``update_skipped = 1.0`` (a key present only then), ``NonFiniteGradientWarning``
-        names the step, and training continues.
-        """
-        engine = self.engine
-        loss = values[0]
-        if not math.isfinite(loss):
-            engine.finalize(False)
-            self.global_step = rec.step - 1
-            note = engine.state_note()
-            raise FloatingPointError(
-                f"non-finite loss ({loss!r}) at step {rec.step} (epoch {rec.epoch}, batch "
-                f"{rec.batch} of the epoch, tau_train={rec.tau:g}); training stopped, this "
-                "step's update was not applied and the parameters and optimizer state are "
-                "those from before this step" + (f" ({note})" if note else "")
-            )
-        grads_finite = values[len(RAW_KEYS)] == 0.0  # the grads_nonfinite entry
-        engine.finalize(True, grads_finite)
-        skipped = rec.update and not grads_finite
-        if skipped:
-            warnings.warn(
-                NonFiniteGradientWarning(
-                    f"non-finite gradients at step {rec.step} (epoch {rec.epoch}, batch "
-                    f"{rec.batch} of the epoch, tau_train={rec.tau:g}) with a finite loss "
-                    f"({loss!r}): the optimizer update due at this step was skipped (the "
-                    "parameters and optimizer state keep their values, the gradients "
-                    "accumulated for it are discarded); training continues"
-                ),
-                stacklevel=4,
-            )
-        cadence = self.config.scheduler_cadence
-        if rec.update and not skipped and cadence == "per_optimizer_update":
-            engine.scheduler_step()
-        values = finish_metrics(values[: len(RAW_KEYS)])
-        m = {
-            "loss": loss,
-            "coverage": values[1],
-            "tau_train": rec.tau,
-            "bottom_frac": values[2],
-            "denom_abs_min": values[3],
-            "denom_abs_mean": values[4],
-            "denom_abs_available": values[5],
-        }
-        if skipped:  # only then: normal records keep the reference's train metrics
-            m["update_skipped"] = 1.0
-        logs.append(m)
-        self.history.append(m)
-        self._log(m, phase="train", step=rec.step, epoch=rec.epoch)
-        if cadence == "per_batch":
-            engine.scheduler_step()
-
-    def _early_stop(self) -> bool:
-        if not self.val_history:
-            return False
-        c = self.val_history[-1]["val_coverage"]
-        if self._best_metric is None or c > self._best_metric:
-            self._best_metric = c
-        if c < self.config.coverage_threshold:
-            self._bad_epochs += 1
-        else:
-            self._bad_epochs = 0
-        return self._bad_epochs >= self.config.coverage_patience
-
     # ---------------------------------------------------------------------------------
     # validation
 
@@ -667,43 +449,7 @@ class SCMTrainer(CheckpointMixin):
             engine.set_training(True)
         if not per_key["loss"]:
             return None
-        out: dict[str, float] = {}
-        for key in TRAIN_KEYS:
-            out[key] = self._reduce(key, per_key[key])
-        out = {
-            "loss": out["loss"],
-            "coverage": out["coverage"],
-            "tau_eval": tau,
-            "bottom_frac": out["bottom_frac"],
-            "denom_abs_min": out["denom_abs_min"],
-            "denom_abs_mean": out["denom_abs_mean"],
-            "denom_abs_available": out["denom_abs_available"],
-        }
-        s = dict(zip(STRICT_SUM_KEYS, sums, strict=True))
-        nan = float("nan")
-        n = s["n_samples"]
-        out["strict_coverage"] = 1.0 - s["n_strict_bottom"] / n if n else nan
-        out["strict_bottom_frac"] = s["n_strict_bottom"] / n if n else nan
-        out["gap_frac"] = s["n_gap"] / n if n else nan
-        out["accepted_frac"] = (
-            s["n_accepted_finite"] / s["n_finite_targets"] if s["n_finite_targets"] else nan
-        )
-        out["rmse_accepted"] = (
-            math.sqrt(s["sse_accepted_finite"] / s["n_accepted_finite"]) if s["n_accepted_finite"] else nan
-        )
-        out["false_finite_frac"] = (
-            s["n_false_finite"] / s["n_bottom_targets"] if s["n_bottom_targets"] else nan
-        )
-        return out
-
-    def _reduce(self, key: str, items: list[tuple[float, int]]) -> float:
-        reducer = self.metric_reducers.get(key)
-        if reducer is not None:
-            return float(reducer(items))
-        total = sum(w for _, w in items)
-        if total == 0:
-            return float("nan")
-        return sum(v * w for v, w in items) / total
+        return self._validation_metrics(per_key, sums, tau)
 
     # ---------------------------------------------------------------------------------
     # export helpers
@@ -738,19 +484,7 @@ class SCMTrainer(CheckpointMixin):
             y = prepared.semantic.Y_n if prepared.semantic is not None else prepared.targets
             check_shapes(out[0], out[1], [(f"the targets of batch {i}", y)],
                          p_name=f"the model's P on batch {i}", q_name=f"the model's Q on batch {i}")
-            be = self._np
-            p, q = be(out[0]), be(out[1])
-            sem = prepared.semantic
-            if sem is not None:
-                yn, yd = be(sem.Y_n), be(sem.Y_d)
-                y = np.where(yd != 0, yn / np.where(yd != 0, yd, 1), np.inf)
-                # samples with a "missing" label (neither finite nor bottom) are left out
-                labelled = be(sem.mask_finite) | be(sem.mask_bottom)
-                keep = labelled.reshape(labelled.shape[0], -1).all(axis=1) if labelled.ndim else labelled
-                if labelled.ndim and not keep.all():
-                    p, q, y = p[keep], q[keep], y[keep]
-            else:
-                y = be(prepared.targets)
+            p, q, y = self._calibration_rows(prepared, out)
             P_all.append(p)
             Q_all.append(q)
             Y_all.append(y)
@@ -765,9 +499,3 @@ class SCMTrainer(CheckpointMixin):
         self.tau_infer_calibrated = True
         return report
 
-    def _np(self, a: Any) -> Any:
-        import numpy as np
-
-        from zpml_core._registry import get_backend
-
-        return np.asarray(get_backend(_xp.namespace(a)).to_numpy(a))
