@@ -334,9 +334,13 @@ def _flat(a: Any) -> Any:
 
 def binary(op: str, char: str, x: Any, y: Any) -> tuple[Any, Any]:
     """``(value, bottom)`` of ``op`` on C-contiguous ``x, y`` of one shape and dtype."""
+    k = _KERNELS.get((op, char)) or kernel(op, char)
     out = np.empty(x.shape, x.dtype)
     bottom = np.empty(x.shape, _BOOL)
-    kernel(op, char)(_flat(x), _flat(y), _flat(out), _flat(bottom))
+    if x.ndim == 1:
+        k(x, y, out, bottom)
+    else:
+        k(x.reshape(-1), y.reshape(-1), out.reshape(-1), bottom.reshape(-1))
     return out, bottom
 
 
@@ -348,14 +352,17 @@ def unary(op: str, char: str, x: Any, library: Callable[[Any], Any] | None) -> t
     array it is given (the sanitised operand)."""
     out = np.empty(x.shape, x.dtype)
     bottom = np.empty(x.shape, _BOOL)
-    xf, of = _flat(x), _flat(out)
+    if x.ndim == 1:
+        xf, of, bf = x, out, bottom
+    else:
+        xf, of, bf = x.reshape(-1), out.reshape(-1), bottom.reshape(-1)
     if library is None:
-        kernel(op, char)(xf, of, _flat(bottom))
+        (_KERNELS.get((op, char)) or kernel(op, char))(xf, of, bf)
         return out, bottom
-    kernel("pre_" + op, char)(xf, of, _flat(bottom))
+    kernel("pre_" + op, char)(xf, of, bf)
     library(out)
     if LIBRARY_UNARY_OPS[op][1]:
-        kernel("post_" + op, char)(xf, of, _flat(bottom))
+        kernel("post_" + op, char)(xf, of, bf)
     return out, bottom
 
 

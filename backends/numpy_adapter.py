@@ -42,26 +42,26 @@ class NumpyBackend(QuietKernels, Backend):
         flags = x.flags
         if not (flags.c_contiguous and flags.aligned):
             return None
-        if op == "strict" or len(args) == 2:
-            y = args[1]
-            if y.dtype is not x.dtype or y.shape != x.shape:
-                return None
-            flags = y.flags
-            if not (flags.c_contiguous and flags.aligned):
-                return None
-            if op == "strict":
-                thr, tau, tau_train = args[2](self._consts(char))
-                if tau == 0.0:  # tau_infer underflows: the array-API path raises
-                    return None
-                return fused.strict(char, x, y, thr, tau, tau_train)
-            if op not in fused.BINARY_OPS:
-                return None
+        if len(args) == 1:
+            if op in fused.EXACT_UNARY_OPS:
+                return fused.unary(op, char, x, None)
+            if op in fused.LIBRARY_UNARY_OPS:
+                return fused.unary(op, char, x, getattr(self, "_library_" + op))
+            return None
+        y = args[1]
+        if y.dtype is not x.dtype or y.shape != x.shape:
+            return None
+        flags = y.flags
+        if not (flags.c_contiguous and flags.aligned):
+            return None
+        if op in fused.BINARY_OPS:
             return fused.binary(op, char, x, y)
-        if op in fused.EXACT_UNARY_OPS:
-            return fused.unary(op, char, x, None)
-        if op in fused.LIBRARY_UNARY_OPS:
-            return fused.unary(op, char, x, getattr(self, "_library_" + op))
-        return None
+        if op != "strict":
+            return None
+        thr, tau, tau_train = args[2](self._consts(char))
+        if tau == 0.0:  # tau_infer underflows: the array-API path raises
+            return None
+        return fused.strict(char, x, y, thr, tau, tau_train)
 
     _fused: Any = None
 

@@ -4,6 +4,7 @@ per backend, XFAIL details, tracebacks, built-in gradient references only)."""
 
 from __future__ import annotations
 
+import os
 import re
 import types
 from collections.abc import Callable, Iterator
@@ -141,6 +142,54 @@ def test_discovery_puts_builtin_adapters_first_and_skips_broken_ones(
     text = " ".join(str(w.message) for w in record)
     assert "could not load backend entry point 'broken'" in text
     assert "backend BrokenDeclarations is broken and was skipped" in text
+
+
+class PairArray:
+    """An array type of a third-party fast path (no namespace: only ``fast`` serves it)."""
+
+
+class PairBackend(Backend):
+    """Its ``fast`` returns what the test sets: the protocol asks for ``(value, bottom)``."""
+
+    name = "pair-test"
+    fast_types = ((__name__, "PairArray"),)
+    result: Any = None
+
+    def fast(self, op: str, *args: Any) -> Any:
+        return self.result
+
+
+def test_a_fast_result_becomes_an_scm_array_or_a_clear_error() -> None:
+    b = PairBackend()
+    register_backend(b)
+    try:
+        assert _registry.fast_backend(PairArray) is b
+        x = PairArray()
+        for pair in ((1.0, False), [1.0, False]):  # the protocol's tuple; a list too
+            b.result = pair
+            r = scm.div(x, x)
+            assert type(r) is scm.SCMArray and (r.value, r.bottom) == (1.0, False)
+            assert (r.value, r.bottom) == tuple(scm.sqrt(x))
+        b.result = (1.0, False, True)  # not a pair: the constructor's error, no 3-field result
+        with pytest.raises(TypeError):
+            scm.mul(x, x)
+    finally:
+        unregister_backend("pair-test")
+    assert _registry.fast_backend(PairArray) is None  # the per-type key cache is not stale
+
+
+def test_clearing_the_fast_table_in_place_switches_the_fast_path_off() -> None:
+    if os.environ.get("ZPML_FAST", "1").strip() == "0":
+        pytest.skip("ZPML_FAST=0: no fast types are registered")
+    x = np.array([1.0, 2.0])
+    assert _registry.fast_backend(np.ndarray) is not None
+    saved = dict(_registry._FAST)
+    _registry._FAST.clear()
+    try:
+        assert _registry.fast_backend(np.ndarray) is None
+    finally:
+        _registry._FAST.update(saved)
+    assert _registry.fast_backend(type(x)) is zpml_core.get_backend_by_name("numpy")
 
 
 class BrokenDeclarations(Backend):

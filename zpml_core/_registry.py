@@ -235,6 +235,11 @@ _BACKENDS: dict[str, Backend] | None = None
 _BY_NAMESPACE: dict[str, Backend] = {}
 #: ``(module, qualname)`` of an array type -> the adapter whose ``fast`` serves it
 _FAST: dict[tuple[str, str], Backend] = {}
+#: array type -> its :data:`_FAST` key ``(module, qualname)``, built once per type (a
+#: function of the type alone, so it never goes stale when :data:`_FAST` changes);
+#: never written while a symbolic trace is being recorded
+_FAST_KEY: dict[type, tuple[str, str]] = {}
+_FAST_KEY_MAX = 256
 #: ``"module.QualName"`` of an array type -> the adapter whose namespace hook serves it
 _BY_TYPE: dict[str, Backend] = {}
 _GENERIC = GenericBackend()
@@ -456,7 +461,16 @@ def _add_fast_types(b: Backend, *, replace: bool) -> None:
 
 def fast_backend(array_type: type) -> Backend | None:
     """The adapter serving ``array_type`` on the fast path (exact type), if any."""
-    return _FAST.get((array_type.__module__, array_type.__qualname__))
+    key = _FAST_KEY.get(array_type)
+    if key is None:
+        key = (array_type.__module__, array_type.__qualname__)
+        from zpml_core import _xp
+
+        if not _xp.tracing():  # a trace records no writes to module state
+            if len(_FAST_KEY) >= _FAST_KEY_MAX:  # many throwaway types: stay bounded
+                _FAST_KEY.clear()
+            _FAST_KEY[array_type] = key
+    return _FAST.get(key)
 
 
 def get_backend(xp: Namespace) -> Backend:

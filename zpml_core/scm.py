@@ -81,6 +81,18 @@ class SCMArray(NamedTuple):
     bottom: Array
 
 
+_as_scm = tuple.__new__
+
+
+def _scm_result(pair: Any) -> SCMArray:
+    """An adapter's fast-path ``(value, bottom)`` as an :class:`SCMArray`: one C call for
+    a 2-tuple (NamedTuple's own ``__new__`` is a Python function), the checked
+    constructor for anything else."""
+    if type(pair) is tuple and len(pair) == 2:
+        return _as_scm(SCMArray, pair)  # type: ignore[no-any-return]
+    return SCMArray(*pair)
+
+
 def _finish(be: Backend, xp: Namespace, value: Array, bottom: Array) -> SCMArray:
     """Package a kernel result (the single exit point of every public op).
 
@@ -143,7 +155,7 @@ def _binary(op: str, x: object, y: object, mask_x: object, mask_y: object) -> SC
     if mask_x is None and mask_y is None:  # the fused fast path (zpml_core._fast)
         fused = _fast.binary(op, x, y)
         if fused is not None:
-            return SCMArray(*fused)
+            return _scm_result(fused)
     xp, be, xa, ya, mx, my = _prepare_binary(x, y, mask_x, mask_y, promote=op == "div")
     dt = xa.dtype
     if not _xp.is_floating(xp, dt):
@@ -204,7 +216,7 @@ def _unary(name: str, x: object, mask: object) -> SCMArray:
     if mask is None:  # the fused fast path (zpml_core._fast)
         fused = _fast.unary(name, x)
         if fused is not None:
-            return SCMArray(*fused)
+            return _scm_result(fused)
     xp, be, xa, m = _prepare_unary(x, mask, promote=name != "neg")
     dt = xa.dtype
     if name == "neg" and not _xp.is_floating(xp, dt):
