@@ -110,7 +110,10 @@ class TorchBackend(Backend):
             res = fused.unary(op, char, x.numpy(), None)
         else:
             return None
-        return tuple(torch.from_numpy(r) for r in res)
+        from_numpy = torch.from_numpy
+        if len(res) == 2:  # (value, bottom): no generator on the common path
+            return from_numpy(res[0]), from_numpy(res[1])
+        return tuple(from_numpy(r) for r in res)
 
     _fused: Any = None
     _autograd: Any = None  # zpml_backends._torch_autograd_ops, or False
