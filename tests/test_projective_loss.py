@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -13,15 +14,17 @@ from zpml_core.losses import LossConfig, projective_distance_loss
 RNG_SEED = 12
 
 
-def exact(P, Q, Yn, Yd) -> float:
+def exact(P, Q, Yn, Yd, power: int = 2) -> float:
     """The mean of ``(P·Yd − Q·Yn)² / ((P² + Q²)(Yn² + Yd²))`` in exact rationals (an
-    all-zero tuple contributes 0)."""
+    all-zero tuple contributes 0); ``power=1``: of its square roots (each element's
+    rational correctly rounded to float64 before ``math.sqrt``)."""
     total = Fraction(0)
     n = 0
     for p, q, yn, yd in np.broadcast(P, Q, Yn, Yd):
         p, q, yn, yd = (Fraction(float(v)) for v in (p, q, yn, yd))
         den = (p * p + q * q) * (yn * yn + yd * yd)
-        total += 0 if den == 0 else (p * yd - q * yn) ** 2 / den
+        e = Fraction(0) if den == 0 else (p * yd - q * yn) ** 2 / den
+        total += e if power == 2 else Fraction(math.sqrt(float(e)))
         n += 1
     return float(total / max(n, 1))
 
@@ -37,29 +40,32 @@ def sample(n: int, seed: int, *, spread: float = 3.0) -> list[np.ndarray]:
     return out
 
 
+@pytest.mark.parametrize("power", [2, 1])
 @pytest.mark.parametrize("dtype,rtol", [("float64", 1e-14), ("float32", 3e-6)])
-def test_value_matches_exact_arithmetic(arr, dtype, rtol):
+def test_value_matches_exact_arithmetic(arr, dtype, rtol, power):
     data = [x.astype(dtype) for x in sample(64, RNG_SEED)]
-    got = float(arr.np(projective_distance_loss(*(arr(x, dtype) for x in data))))
-    want = exact(*data)
+    got = float(arr.np(projective_distance_loss(*(arr(x, dtype) for x in data), power=power)))
+    want = exact(*data, power=power)
     assert got == pytest.approx(want, rel=rtol)
 
 
+@pytest.mark.parametrize("power", [2, 1])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_hostile_magnitudes_are_finite_and_exact(arr, xp, dtype):
+def test_hostile_magnitudes_are_finite_and_exact(arr, xp, dtype, power):
     fi = np.finfo(dtype)
     big, tiny = float(fi.max), float(fi.smallest_normal)
     P = np.array([big, -big, tiny, big, 1.0, tiny * 4, 3.0, 0.0], dtype)
     Q = np.array([big, big, tiny, tiny, big, -tiny, 0.0, 0.0], dtype)
     Yn = np.array([1.0, 1.0, -tiny, big, big, 2.0, 1.0, 1.0], dtype)
     Yd = np.array([1.0, 1.0, tiny, -big, tiny, 1.0, 0.0, 1.0], dtype)
-    out = arr.np(projective_distance_loss(*(arr(x, dtype) for x in (P, Q, Yn, Yd))))
+    out = arr.np(projective_distance_loss(*(arr(x, dtype) for x in (P, Q, Yn, Yd)), power=power))
     assert np.isfinite(out) and 0.0 <= float(out) <= 1.0
     # per element, against exact arithmetic (the zero tuple contributes 0)
     for i in range(len(P)):
-        one = arr.np(projective_distance_loss(*(arr(x[i:i + 1], dtype) for x in (P, Q, Yn, Yd))))
-        assert float(one) == pytest.approx(exact(P[i:i + 1], Q[i:i + 1], Yn[i:i + 1], Yd[i:i + 1]),
-                                           rel=1e-5, abs=1e-30), i
+        one = arr.np(projective_distance_loss(*(arr(x[i:i + 1], dtype) for x in (P, Q, Yn, Yd)),
+                                              power=power))
+        want = exact(P[i:i + 1], Q[i:i + 1], Yn[i:i + 1], Yd[i:i + 1], power=power)
+        assert float(one) == pytest.approx(want, rel=1e-5, abs=1e-30), i
 
 
 def test_bounded_zero_at_match_and_scale_invariant(arr):
@@ -151,6 +157,59 @@ def test_gradient_matches_analytic_and_is_finite(backend_name, dtype):
     g2 = grads(backend_name, projective_distance_loss, [P2, Q2, np.ones(3), np.ones(3)],
                dtype=dtype)
     assert all(np.isfinite(g).all() for g in g2)
+
+
+def test_l1_form_is_scale_invariant_and_zero_at_match(arr):
+    P, Q, Yn, Yd = sample(200, RNG_SEED + 6, spread=30.0)
+    out = float(arr.np(projective_distance_loss(arr(P), arr(Q), arr(Yn), arr(Yd), power=1)))
+    assert 0.0 <= out <= 1.0
+    for s in (2.0 ** 600, 2.0 ** -600, -0.5):
+        assert float(arr.np(projective_distance_loss(arr(s * P), arr(s * Q), arr(Yn), arr(Yd),
+                                                     power=1))) == out
+    match = projective_distance_loss(arr(P), arr(Q), arr(-3.0 * P), arr(-3.0 * Q), power=1)
+    assert float(arr.np(match)) == pytest.approx(0.0, abs=1e-15)
+
+
+@pytest.mark.parametrize("power,exc", [(3, ValueError), (0, ValueError), (2.0, TypeError),
+                                       (True, TypeError), ("1", TypeError)])
+def test_power_validation(power, exc):
+    with pytest.raises(exc, match="power"):
+        projective_distance_loss(np.ones(2), np.ones(2), np.ones(2), np.ones(2), power=power)
+
+
+@pytest.mark.autodiff
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_l1_gradient_matches_analytic_and_is_finite_at_a_perfect_fit(backend_name, dtype):
+    from test_loss_gradients import grads
+
+    def l1(*a):
+        return projective_distance_loss(*a, power=1)
+
+    rng = np.random.default_rng(RNG_SEED + 7)
+    P, Q, Yn, Yd = (rng.normal(size=9) for _ in range(4))
+    Yd[:3] = 0.0
+    gP, gQ = grads(backend_name, l1, [P, Q, Yn, Yd], dtype=dtype)
+    # d/dP of |r|/sqrt(n1·n2)/N with r = P·Yd − Q·Yn, n1 = P² + Q², n2 = Yn² + Yd²
+    r, n1, n2 = P * Yd - Q * Yn, P * P + Q * Q, Yn * Yn + Yd * Yd
+    d = np.sqrt(n1 * n2)
+    wantP = (np.sign(r) * Yd / d - np.abs(r) * P / (n1 * d)) / len(P)
+    wantQ = (-np.sign(r) * Yn / d - np.abs(r) * Q / (n1 * d)) / len(P)
+    tol = 1e-12 if dtype == "float64" else 2e-5
+    np.testing.assert_allclose(gP, wantP, rtol=tol, atol=tol * 1e-3)
+    np.testing.assert_allclose(gQ, wantQ, rtol=tol, atol=tol * 1e-3)
+    # a perfect fit (r = 0, the point at infinity included): the subgradient 0, not NaN
+    P3, Q3 = np.array([2.0, 5.0, 0.0]), np.array([1.0, 0.0, 0.0])
+    g3 = grads(backend_name, l1, [P3, Q3, 3.0 * P3, 3.0 * Q3], dtype=dtype)
+    for g in g3:
+        np.testing.assert_array_equal(g, np.zeros(3))
+
+
+def test_angle_l1_fit_is_the_power_1_loss(arr):
+    from zpml_core.losses import SCMTrainingLoss
+
+    P, Q, Yn, Yd = (arr(x) for x in sample(32, RNG_SEED + 8))
+    got = SCMTrainingLoss(LossConfig(fit="angle_l1")).fit_loss(P, Q, Yn, Yd)
+    assert float(arr.np(got)) == float(arr.np(projective_distance_loss(P, Q, Yn, Yd, power=1)))
 
 
 @pytest.mark.parametrize("fit,exc", [("mse", ValueError), (None, TypeError), (1, TypeError),

@@ -89,7 +89,7 @@ def _scm_result(pair: Any) -> SCMArray:
     a 2-tuple (NamedTuple's own ``__new__`` is a Python function), the checked
     constructor for anything else."""
     if type(pair) is tuple and len(pair) == 2:
-        return _as_scm(SCMArray, pair)  # type: ignore[no-any-return]
+        return _as_scm(SCMArray, pair)
     return SCMArray(*pair)
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from zpml_tasks.data import TASKS, make_task
 from zpml_tasks.metrics import bucket_labels
+from zpml_tasks.runner import FITS
 
 __all__ = ["HEADLINE", "build_parser", "main", "summarize"]
 
@@ -151,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", default="torch,jax", help="comma-separated subset of torch,jax")
     p.add_argument("--fit", default="angle",
                    help="fit term(s), comma-separated: implicit (reference parity), angle "
-                   "(bounded projective angle; default)")
+                   "(bounded projective angle sin²; default), angle_l1 (its L1 form |sin|)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default per task)")
     p.add_argument("--schedule", default=None, choices=("constant", "cosine"),
                    help="learning-rate schedule: constant, or cosine decay to 0 over the run "
@@ -217,8 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     errs = []
     if not tasks or any(t not in TASKS for t in tasks):
         errs.append(f"--tasks: choose from {', '.join(TASKS)}")
-    if not fits or any(f not in ("implicit", "angle") for f in fits):
-        errs.append("--fit: choose from implicit, angle")
+    if not fits or any(f not in FITS for f in fits):
+        errs.append(f"--fit: choose from {', '.join(FITS)}")
     if not wanted or any(b not in ("torch", "jax") for b in wanted):
         errs.append("--backends: choose from torch, jax")
     for name in ("seeds", "epochs", "n_samples", "threads"):

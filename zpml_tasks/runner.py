@@ -29,6 +29,7 @@ __all__ = [
     "BACKENDS",
     "DEFAULT_EPOCHS",
     "DEFAULT_LR",
+    "FITS",
     "RunResult",
     "available",
     "framework_version",
@@ -40,6 +41,9 @@ __all__ = [
 BACKENDS = ("torch", "jax")
 #: training-threshold range (the guide's): a new tau is drawn every step
 TAU_TRAIN = (5e-5, 2e-4)
+#: fit terms (``LossConfig.fit``): the reference's implicit loss, the projective angle
+#: ``sin²∠`` and its L1 form ``|sin∠|``
+FITS = ("implicit", "angle", "angle_l1")
 DEFAULT_EPOCHS = {"pole": 40, "ik_pole": 40, "ik_ref": 5}
 #: Adam learning rates: the reference IK recipe uses 1e-3, the demo tasks 3e-3
 DEFAULT_LR = {"pole": 3e-3, "ik_pole": 3e-3, "ik_ref": 1e-3}
@@ -176,14 +180,14 @@ def loss_config(fit: str, **kw: Any) -> Any:
 
     base: dict[str, Any] = {"tau_train": 1e-4, "target_coverage": 0.95, "lambda_margin": 0.1,
                             "lambda_sign": 1.0, "lambda_rej": 0.01, **kw}
-    if fit not in ("implicit", "angle"):
-        raise ValueError(f"fit must be 'implicit' or 'angle', got {fit!r}")
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {', '.join(map(repr, FITS))}, got {fit!r}")
     try:
         return LossConfig(**base, fit=fit)
     except TypeError:
         if fit == "implicit":  # a zpml_core without the fit switch: implicit is its only fit
             return LossConfig(**base)
-        raise RuntimeError("fit='angle' needs zpml_core's projective_distance_loss "
+        raise RuntimeError(f"fit={fit!r} needs zpml_core's projective_distance_loss "
                            "(LossConfig(fit=...))") from None
 
 

@@ -85,6 +85,8 @@ PUBLIC: list[Public] = [
     Public("projective_distance_loss", ("P", "Q", "Y_n", "Y_d"), projective_distance_loss),
     Public("projective_distance_loss[tau_train]", ("P", "Q", "Y_n", "Y_d"),
            lambda P, Q, Yn, Yd: projective_distance_loss(P, Q, Yn, Yd, tau_train=1e-4)),
+    Public("projective_distance_loss[power=1]", ("P", "Q", "Y_n", "Y_d"),
+           lambda P, Q, Yn, Yd: projective_distance_loss(P, Q, Yn, Yd, power=1, tau_train=1e-4)),
     Public("margin_loss", ("Q",), margin_loss),
     Public("sign_consistency_loss", ("P", "Q", "Y_n", "Y_d"), sign_consistency_loss),
     Public("coverage", ("outputs", "is_bottom"), coverage),

@@ -104,6 +104,29 @@ def _half_dtypes(xp: Any, backend_name: str) -> list[Any]:
     return out
 
 
+def test_default_candidates_reach_the_exact_target_coverage(xp: Any) -> None:
+    """The rule's largest feasible threshold is a default candidate. 100 finite-target
+    samples with ``|Q| = 1e-3, 2e-3, …, 0.1`` and 20 bottom-target samples with tiny
+    ``|Q|`` (which shift every quantile of ``|Q|`` over all samples): at coverage 0.95 the
+    5 smallest finite-target samples may be rejected, so the answer is ``tau = 6e-3``
+    (coverage exactly 0.95); any larger threshold rejects a sixth one."""
+    q = np.concatenate([np.arange(1, 101) * 1e-3, np.full(20, 1e-6)])
+    y = np.concatenate([np.ones(100), np.full(20, np.inf)])
+    P = np.ones(120)
+    rep = calibrate_tau_infer(xp.asarray(P), xp.asarray(q), xp.asarray(y), target_coverage=0.95)
+    assert rep.tau_infer == pytest.approx(6e-3, rel=1e-12)
+    assert rep.coverage == 0.95
+    # per sample the smallest |Q| counts, a NaN entry is bottom at every threshold
+    q2 = np.stack([q, np.full(120, 1.0)], axis=1)
+    q2[100:, 1] = np.nan  # bottom targets: no effect on coverage
+    q2[0, 1] = np.nan  # one finite-target sample always rejected: 4 more may go
+    P2, y2 = np.ones((120, 2, 3)), np.repeat(np.repeat(y[:, None, None], 2, 1), 3, 2)
+    rep2 = calibrate_tau_infer(xp.asarray(P2), xp.asarray(q2), xp.asarray(y2),
+                               target_coverage=0.95)
+    assert rep2.tau_infer == pytest.approx(6e-3, rel=1e-12)
+    assert rep2.coverage == 0.95
+
+
 def test_half_precision_default_candidates(xp: Any, backend: Any, backend_name: str) -> None:
     P, Q, y = readme_data()
     dts = _half_dtypes(xp, backend_name)

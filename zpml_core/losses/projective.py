@@ -26,8 +26,12 @@ __all__ = ["projective_distance_loss"]
 
 
 def projective_elements(P: Array, Q: Array, Yn: Array, Yd: Array, *, xp: Namespace,
-                        be: Backend, cplx: bool, lim: Limits) -> Array:
-    """Per-element ``|P·Y_d − Q·Y_n|² / ((|P|² + |Q|²)·(|Y_n|² + |Y_d|²))`` in ``[0, 1]``.
+                        be: Backend, cplx: bool, lim: Limits, power: int = 2) -> Array:
+    """Per-element ``|sin∠|^power`` in ``[0, 1]``: ``power = 2`` gives
+    ``|P·Y_d − Q·Y_n|² / ((|P|² + |Q|²)·(|Y_n|² + |Y_d|²))``, ``power = 1`` its square
+    root ``|P·Y_d − Q·Y_n| / sqrt((|P|² + |Q|²)·(|Y_n|² + |Y_d|²))`` (formed from the
+    same scaled tuples; ``|r|`` as ``sign(r)·r``, so the derivative at a perfect fit is
+    the subgradient 0 in every library, not an infinite square-root slope).
 
     Each tuple is divided by its power-of-two scale with subnormal components flushed
     (:func:`_safe.scaled_pair`): the ratio is homogeneous of degree 0 in each tuple, so
@@ -49,25 +53,37 @@ def projective_elements(P: Array, Q: Array, Yn: Array, Yd: Array, *, xp: Namespa
         e = r * r
         n1 = p * p + q * q
         n2 = yn * yn + yd * yd
-    f = e / _common.clip(n1 * n2, lim.tiny, None, xp=xp, be=be)
+    den = _common.clip(n1 * n2, lim.tiny, None, xp=xp, be=be)
+    if power == 1:
+        # |r| as sign(r)·r: the subgradient at r = 0 is 0 in every library (JAX's abs
+        # has derivative 1 at 0, torch's 0); complex: sqrt(|r|²) off the zeros only
+        if cplx:
+            pos = e > 0
+            a = xp.where(pos, xp.sqrt(xp.where(pos, e, xp.ones_like(e))), xp.zeros_like(e))
+        else:
+            a = xp.sign(r) * r
+        f = a / xp.sqrt(den)
+    else:
+        f = e / den
     return _common.clip(f, None, 1.0, xp=xp, be=be)
 
 
 def _k_projective(P: Array, Q: Array, Yn: Array, Yd: Array, tau_array: Array | None, *,
                   xp: Namespace, be: Backend, cplx: bool, lim: Limits,
-                  gate: _policy.FitGate | None) -> Array:
+                  gate: _policy.FitGate | None, power: int = 2) -> Array:
     if lim.cast:
         P, Q, Yn, Yd = (xp.astype(v, lim.cdt) for v in (P, Q, Yn, Yd))
     if gate is not None:
         P, Q = gate.apply(P, Q, tau_array, xp=xp, be=be, lim=lim)
-    f = projective_elements(P, Q, Yn, Yd, xp=xp, be=be, cplx=cplx, lim=lim)
+    f = projective_elements(P, Q, Yn, Yd, xp=xp, be=be, cplx=cplx, lim=lim, power=power)
     out = _safe.mean(f, xp=xp)
     return xp.astype(out, lim.odt) if lim.cast else out
 
 
 def projective_distance_loss(P: Array, Q: Array, Y_n: Array, Y_d: Array, *,
-                             tau_train: float | Array | None = None) -> Array:
-    """Mean of ``sin²∠((P, Q), (Y_n, Y_d)) = (P·Y_d − Q·Y_n)² / ((P² + Q²)·(Y_n² + Y_d²))``.
+                             tau_train: float | Array | None = None, power: int = 2) -> Array:
+    """Mean of ``sin²∠((P, Q), (Y_n, Y_d)) = (P·Y_d − Q·Y_n)² / ((P² + Q²)·(Y_n² + Y_d²))``
+    (``power=2``, default) or of ``|sin∠|`` (``power=1``).
 
     The bounded projective fit loss: each element is the squared sine of the angle
     between the predicted projective point ``(P, Q)`` and the lifted target
@@ -86,11 +102,22 @@ def projective_distance_loss(P: Array, Q: Array, Y_n: Array, Y_d: Array, *,
     power of two first); an all-zero tuple contributes 0; NaN or ±inf operands give NaN;
     an empty input gives 0.
 
+    ``power=1`` (the L1 form, ``|P·Y_d − Q·Y_n| / sqrt((P² + Q²)·(Y_n² + Y_d²))``): the
+    same zero set, bounds and invariances, but the gradient keeps its size as the angle
+    shrinks (``sin²`` flattens quadratically), so the zeros of ``Q`` settle much closer
+    to the singular set and small targets are fitted to a smaller absolute error; the
+    price is a kink at a perfect fit (subgradient 0 there). ``power`` must be the int 1
+    or 2 (``TypeError`` for other types, ``ValueError`` for other values).
+
     ``tau_train`` (a real ``≥ 0`` or a 0-d real array): elements with ``|Q| < tau_train``
     are the loss's singular paths, whose gradient follows the active gradient policy
     (layer ``"fit_loss"``, see :mod:`zpml_core.losses`); ``None`` (default): no gating.
     """
+    if isinstance(power, bool) or not isinstance(power, int):
+        raise TypeError(f"power must be the int 1 or 2, got {type(power).__name__}")
+    if power not in (1, 2):
+        raise ValueError(f"power must be 1 or 2, got {power!r}")
     o = _policy.fit_operands(P, Q, Y_n, Y_d, tau_train)
     out = o.be.fuse(_k_projective)(o.P, o.Q, o.Y_n, o.Y_d, o.tau_array, xp=o.xp, be=o.be,
-                                   cplx=o.cplx, lim=o.lim, gate=o.gate)
+                                   cplx=o.cplx, lim=o.lim, gate=o.gate, power=int(power))
     return _common.as_0d(out, o.P, xp=o.xp)

@@ -32,7 +32,7 @@ _ARG_NAMES = ("fit_loss", "P", "Q", "Y_n", "Y_d", "is_bottom", "mask_finite", "m
 
 
 #: the values of ``LossConfig.fit``
-FIT_LOSSES = ("implicit", "angle")
+FIT_LOSSES = ("implicit", "angle", "angle_l1")
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,10 @@ class LossConfig:
 
     ``fit`` names the fit term :meth:`SCMTrainingLoss.fit_loss` computes (and with it
     ``SCMTrainer`` when the loss is passed straight to it): ``"implicit"`` (default,
-    :func:`~zpml_core.losses.implicit_loss` with ``gamma``) or ``"angle"``
-    (:func:`~zpml_core.losses.projective_distance_loss`, the bounded projective angle;
-    ``gamma`` unused). Anything else → ``ValueError`` (a non-string → ``TypeError``).
+    :func:`~zpml_core.losses.implicit_loss` with ``gamma``), ``"angle"``
+    (:func:`~zpml_core.losses.projective_distance_loss`, the bounded projective angle
+    ``sin²∠``; ``gamma`` unused) or ``"angle_l1"`` (the same with ``power=1``:
+    ``|sin∠|``, which places the zeros of ``Q`` more precisely). Anything else → ``ValueError`` (a non-string → ``TypeError``).
     """
 
     gamma: float = 1e-9
@@ -201,11 +202,13 @@ class SCMTrainingLoss:
                  tau_train: float | Array | None = None) -> Array:
         """The configured fit term (``config.fit``): ``implicit_loss(P, Q, Y_n, Y_d,
         config.gamma, tau_train=tau_train)`` or ``projective_distance_loss(P, Q, Y_n, Y_d,
-        tau_train=tau_train)``. With ``tau_train`` the elements with ``|Q| < tau_train``
+        tau_train=tau_train, power=2 | 1)`` (``"angle"`` | ``"angle_l1"``). With ``tau_train`` the elements with ``|Q| < tau_train``
         follow the gradient policy of layer ``"fit_loss"`` (see :mod:`zpml_core.losses`).
         """
         if self._config.fit == "angle":
             return projective_distance_loss(P, Q, Y_n, Y_d, tau_train=tau_train)
+        if self._config.fit == "angle_l1":
+            return projective_distance_loss(P, Q, Y_n, Y_d, tau_train=tau_train, power=1)
         return implicit_loss(P, Q, Y_n, Y_d, self._config.gamma, tau_train=tau_train)
 
     def __repr__(self) -> str:

@@ -175,12 +175,40 @@ _Q_LEVELS = tuple(sorted({0.0, 0.002, 0.005, 0.02, 0.05, 0.2, 0.5,
 _N_GRID = 41
 
 
-def _default_candidates(Q: Array, tau_train: float | None) -> list[float]:
+def _coverage_cut(Q: Array, y_true: Array, target_coverage: float) -> list[float]:
+    """The thresholds at which the coverage of the finite-target samples crosses
+    ``target_coverage``: with ``m_i`` = the smallest ``|Q|`` of sample ``i`` (0 if any is
+    NaN: such a sample is bottom at every threshold) over the ``n`` samples with finite
+    targets, sorted ascending, ``m_(k-1), m_(k), m_(k+1)`` for ``k = ⌊(1 − c)·n⌋`` — at
+    ``tau = m_(k)`` exactly the ``k`` samples below it are rejected, the largest threshold
+    whose coverage ``(n − k)/n`` is still ``≥ c`` (ties and faults are settled by
+    evaluating each candidate)."""
+    xp = _xp.namespace(Q, y_true)
+    if Q.ndim == 0 or Q.shape[0] == 0:
+        return []
+    a = xp.abs(_xp.to_float(xp, Q))
+    a = xp.where(xp.isnan(a), xp.zeros_like(a), a)
+    if a.ndim > 1:
+        a = xp.min(a, axis=tuple(range(1, a.ndim)))
+    fin = _rows(xp.isfinite(_xp.to_float(xp, y_true)), xp=xp, any_=False)
+    n = int(xp.sum(xp.astype(fin, _xp.default_int(xp, _xp.device(fin)))))
+    if n == 0:
+        return []
+    s = xp.sort(xp.where(fin, a, xp.asarray(math.inf, dtype=a.dtype)))
+    k = math.floor((1.0 - target_coverage) * n)
+    idx = sorted({i for i in (k - 1, k, k + 1) if 0 <= i < n})
+    picked = xp.take(s, xp.asarray(idx, dtype=_xp.default_int(xp, _xp.device(s))))
+    return [float(picked[i]) for i in range(len(idx))]
+
+
+def _default_candidates(Q: Array, tau_train: float | None, cut: Sequence[float] = ()
+                        ) -> list[float]:
     """Default thresholds spanning the observed ``|Q|`` distribution: 41 log-spaced
     values from ``floor = max(1e-9, finfo(Q).smallest_normal)`` to the largest finite
     ``|Q|``, plus the ``|Q|`` quantiles at :data:`_Q_LEVELS` (each an observed value, so
-    every coverage step near the chosen threshold is a candidate), all ``>= floor``;
-    with ``tau_train`` given, capped at ``tau_train`` (which is added)."""
+    every coverage step near the chosen threshold is a candidate) and ``cut`` (the
+    target coverage's exact thresholds, :func:`_coverage_cut`), all finite and
+    ``>= floor``; with ``tau_train`` given, capped at ``tau_train`` (which is added)."""
     xp = _xp.namespace(Q)
     a = xp.reshape(xp.abs(_xp.to_float(xp, Q)), (-1,))
     tiny = float(xp.finfo(_xp.real_dtype(xp, _q_float_dtype(xp, Q))).smallest_normal)
@@ -212,6 +240,7 @@ def _default_candidates(Q: Array, tau_train: float | None) -> list[float]:
     llo, lhi = math.log(lo), math.log(hi)
     out += ([lo, *(min(hi, math.exp(llo + (lhi - llo) * i / (k - 1))) for i in range(1, k - 1)), hi]
             if hi > lo else [hi])
+    out += [v for v in cut if math.isfinite(v)]
     out = [v for v in out if v >= floor and (tau_train is None or v <= tau_train)]
     return sorted(set(out + ([tau_train] if tau_train is not None else [])))
 
@@ -233,7 +262,8 @@ def calibrate_tau_infer(
     (±inf/NaN mark bottom targets); other shapes → ``ValueError`` naming them.
     ``candidates``: thresholds to try (default: spanning the observed ``|Q|`` — its
     quantiles at the levels ``_Q_LEVELS`` (0, 1e-3 … 1 log-spaced, and round levels
-    such as 0.05), plus 41 log-spaced values from
+    such as 0.05), the exact thresholds at which the finite-target coverage crosses
+    ``target_coverage`` (``_coverage_cut``), plus 41 log-spaced values from
     ``max(1e-9, finfo(Q.dtype).smallest_normal)`` up to the largest finite ``|Q|``;
     with ``tau_train``, everything above ``tau_train`` is dropped); a candidate that underflows to 0 in ``Q``'s dtype →
     ``ValueError`` naming ``candidates[i]``. Returns a :class:`TauCalibration`.
@@ -245,7 +275,7 @@ def calibrate_tau_infer(
     tt = _real_arg("tau_train", tau_train, gt=0.0, allow_none=True)
     assert tc is not None
     if candidates is None:
-        cands = _default_candidates(Q, tt)
+        cands = _default_candidates(Q, tt, _coverage_cut(Q, y_true, tc))
     else:
         if isinstance(candidates, (str, bytes)) or not isinstance(candidates, Iterable):
             raise TypeError(
