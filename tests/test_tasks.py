@@ -158,19 +158,22 @@ def test_calibration_candidates_span_observed_q() -> None:
     assert all(math.isfinite(t) for t in taus) and max(taus) == big[0]
 
 
-def _bench(tmp: Path, backend: str, fit: str) -> dict[str, Any]:
+def _bench(tmp: Path, backend: str, fit: str | None) -> dict[str, Any]:
+    """One tiny bench run; ``fit=None`` leaves ``--fit`` out (the per-task default:
+    ``angle_l1`` on the pole task, ``angle`` on ik_ref)."""
     from zpml_core.cli import main as cli_main
 
     out = tmp / backend
     # (the softplus denominator head: the linear one is what `zpml demo` runs)
     assert cli_main(["bench", "--tasks", "pole,ik_ref", "--seeds", "1", "--epochs", "1",
-                     "--n-samples", "200", "--backends", backend, "--fit", fit,
+                     "--n-samples", "200", "--backends", backend,
+                     *([] if fit is None else ["--fit", fit]),
                      "--q-head", "softplus", "--out", str(out), "--quiet"]) == 0
     lines = (out / "results.jsonl").read_text().splitlines()
     assert [json.loads(s)["task"] for s in lines] == ["pole", "ik_ref"]
-    for s in lines:
+    for s, want in zip(lines, (fit or "angle_l1", fit or "angle"), strict=True):
         rec = json.loads(s)
-        assert rec["backend"] == backend and rec["fit"] == fit and Path(rec["log"]).exists()
+        assert rec["backend"] == backend and rec["fit"] == want and Path(rec["log"]).exists()
         assert rec["q_head"] == "softplus"
     summary = json.loads((out / "summary.json").read_text())
     assert {g["task"] for g in summary["groups"]} == {"pole", "ik_ref"}
@@ -188,10 +191,7 @@ def test_bench_end_to_end(tmp_path: Path, backend: str, capsys: pytest.CaptureFi
     if backend == "jax":
         pytest.importorskip("optax")
         monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
-    from zpml_core.losses import LossConfig
-
-    fit = "angle" if "fit" in getattr(LossConfig, "__dataclass_fields__", {}) else "implicit"
-    summary = _bench(tmp_path, backend, fit)
+    summary = _bench(tmp_path, backend, "angle" if backend == "torch" else None)
     text = capsys.readouterr().out
     assert "torch.set_num_threads(1)" in text or backend == "jax"
     assert "| predict-0 |" in text and "mse (1e-05, 0.0001]" in text

@@ -33,7 +33,7 @@ import numpy as np
 
 from zpml_tasks.data import TASKS, make_task
 from zpml_tasks.metrics import bucket_labels
-from zpml_tasks.runner import FITS
+from zpml_tasks.runner import DEFAULT_FIT, FITS
 
 __all__ = ["HEADLINE", "build_parser", "main", "summarize"]
 
@@ -150,9 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset size (ik_ref: total samples, default 200000; pole/ik_pole: "
                    "training rows, default 2304/5120)")
     p.add_argument("--backends", default="torch,jax", help="comma-separated subset of torch,jax")
-    p.add_argument("--fit", default="angle",
+    p.add_argument("--fit", default=None,
                    help="fit term(s), comma-separated: implicit (reference parity), angle "
-                   "(bounded projective angle sin²; default), angle_l1 (its L1 form |sin|)")
+                   "(bounded projective angle sin²), angle_l1 (its L1 form |sin|); default "
+                   "per task: pole and ik_pole angle_l1, ik_ref angle")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default per task)")
     p.add_argument("--schedule", default=None, choices=("constant", "cosine"),
                    help="learning-rate schedule: constant, or cosine decay to 0 over the run "
@@ -214,11 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from zpml_tasks.runner import available, baseline, limit_threads, run
 
-    tasks, fits, wanted = _split(args.tasks), _split(args.fit), _split(args.backends)
+    tasks, wanted = _split(args.tasks), _split(args.backends)
+    fits = None if args.fit is None else _split(args.fit)
     errs = []
     if not tasks or any(t not in TASKS for t in tasks):
         errs.append(f"--tasks: choose from {', '.join(TASKS)}")
-    if not fits or any(f not in FITS for f in fits):
+    if fits is not None and (not fits or any(f not in FITS for f in fits)):
         errs.append(f"--fit: choose from {', '.join(FITS)}")
     if not wanted or any(b not in ("torch", "jax") for b in wanted):
         errs.append("--backends: choose from torch, jax")
@@ -252,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             base_seeds.setdefault(name, []).append(baseline(task))
             task_defs.setdefault(name, task)
             for backend in backends:
-                for fit in fits:
+                for fit in fits or [DEFAULT_FIT[name]]:
                     r = run(task, backend, seed=seed, fit=fit, epochs=args.epochs, lr=args.lr,
                             out=os.path.join(args.out, "runs"), policy=args.policy,
                             schedule=args.schedule, q_head=args.q_head,

@@ -82,9 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tasks", default="pole,ik", help="comma-separated subset of pole,ik")
-    p.add_argument("--fit", choices=("angle", "angle_l1", "implicit"), default="angle",
-                   help="fit term: angle (bounded projective angle, default), angle_l1 (its "
-                   "L1 form) or implicit")
+    p.add_argument("--fit", choices=("angle_l1", "angle", "implicit"), default="angle_l1",
+                   help="fit term: angle_l1 (the bounded projective angle's L1 form |sin|, "
+                   "default), angle (sin²) or implicit")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -28,6 +28,7 @@ from zpml_tasks.metrics import decode, learned_pole, predict_zero, task_metrics
 __all__ = [
     "BACKENDS",
     "DEFAULT_EPOCHS",
+    "DEFAULT_FIT",
     "DEFAULT_LR",
     "FITS",
     "RunResult",
@@ -44,6 +45,10 @@ TAU_TRAIN = (5e-5, 2e-4)
 #: fit terms (``LossConfig.fit``): the reference's implicit loss, the projective angle
 #: ``sin²∠`` and its L1 form ``|sin∠|``
 FITS = ("implicit", "angle", "angle_l1")
+#: fit term per task in ``zpml bench`` / ``zpml demo`` when none is given: the L1 angle
+#: where targets have true poles (it places the zeros of Q ~50x closer on the pole task),
+#: the squared angle where they are finite everywhere (lower MSE on the damped IK)
+DEFAULT_FIT = {"pole": "angle_l1", "ik_pole": "angle_l1", "ik_ref": "angle"}
 DEFAULT_EPOCHS = {"pole": 40, "ik_pole": 40, "ik_ref": 5}
 #: Adam learning rates: the reference IK recipe uses 1e-3, the demo tasks 3e-3
 DEFAULT_LR = {"pole": 3e-3, "ik_pole": 3e-3, "ik_ref": 1e-3}
