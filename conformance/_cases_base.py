@@ -178,3 +178,18 @@ def _smooth(rng: np.random.Generator, shape: tuple[int, ...], dt: np.dtype,
     """Values well inside every domain (for finite-difference gradient checks)."""
     sign = np.where(rng.random(shape) < 0.5, -1.0, 1.0)
     return np.asarray(sign * rng.uniform(lo, hi, size=shape), dtype=dt)
+
+
+def edge_grid(a: str, b: str) -> Callable[[np.random.Generator, np.dtype], Inputs]:
+    """Inputs ``{a: e[:, None], b: e[None, :]}``: every pair of edge values ``e``."""
+    def make(rng: np.random.Generator, dt: np.dtype) -> Inputs:
+        e = edge_values(dt)
+        return {a: e[:, None], b: e[None, :]}
+    return make
+
+
+def random_pair(a: str, b: str) -> Callable[[np.random.Generator, np.dtype], Inputs]:
+    """Inputs ``{a, b}``: 64 random values each, a quarter replaced by edge values."""
+    def make(rng: np.random.Generator, dt: np.dtype) -> Inputs:
+        return {a: _sprinkle(rng, _rand(rng, (64,), dt)), b: _sprinkle(rng, _rand(rng, (64,), dt))}
+    return make

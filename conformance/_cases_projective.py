@@ -16,7 +16,9 @@ from zpml_conformance._cases_base import (
     _mask,
     _rand,
     _sprinkle,
+    edge_grid,
     edge_values,
+    random_pair,
 )
 from zpml_conformance._cases_scm import _sfx
 
@@ -70,13 +72,7 @@ def _projective_cases(dtype: str) -> Iterable[Case]:
 
     yield Case(f"projective.encode/{d}/rand-2d", "projective", projective.encode, enc, dtype)
 
-    def dec_bcast(rng: np.random.Generator, dt: np.dtype) -> Inputs:
-        e = edge_values(dt)
-        return {"N": e[:, None], "D": e[None, :]}
-
-    def dec_1d(rng: np.random.Generator, dt: np.dtype) -> Inputs:
-        return {"N": _sprinkle(rng, _rand(rng, (64,), dt)),
-                "D": _sprinkle(rng, _rand(rng, (64,), dt))}
+    dec_bcast, dec_1d = edge_grid("N", "D"), random_pair("N", "D")
 
     yield Case(f"projective.decode/{d}/edge-bcast", "projective", projective.decode, dec_bcast,
                dtype)

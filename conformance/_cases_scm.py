@@ -17,8 +17,10 @@ from zpml_conformance._cases_base import (
     _mask,
     _rand,
     _sprinkle,
+    edge_grid,
     edge_values,
     exponent_edges,
+    random_pair,
 )
 
 from zpml_core import scm
@@ -42,13 +44,7 @@ def _binary_cases(dtype: str) -> Iterable[Case]:
         fn = getattr(scm, op)
         name = f"scm.{op}"
 
-        def edge_bcast(rng: np.random.Generator, dt: np.dtype) -> Inputs:
-            e = edge_values(dt)
-            return {"x": e[:, None], "y": e[None, :]}
-
-        def rand_1d(rng: np.random.Generator, dt: np.dtype) -> Inputs:
-            return {"x": _sprinkle(rng, _rand(rng, (64,), dt)),
-                    "y": _sprinkle(rng, _rand(rng, (64,), dt))}
+        edge_bcast, rand_1d = edge_grid("x", "y"), random_pair("x", "y")
 
         def masked_2d(rng: np.random.Generator, dt: np.dtype) -> Inputs:
             return {"x": _sprinkle(rng, _rand(rng, (6, 8), dt)),
