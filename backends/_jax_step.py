@@ -160,6 +160,18 @@ class JaxStepMixin:
         return params, opt_state, None, bad, _pack((*metrics, ~finite))
 
 
+    def _train_plain(self, params: Any, opt_state: Any, bad: Any, inputs: Any, targets: Any,
+                     tau: Any) -> Any:
+        """:meth:`_train` of one batch with an update, no accumulated gradients, no
+        semantic targets and a loss that reads only ``tau`` (``JaxEngine.train_step``'s
+        fast path: fewer arguments to flatten per call)."""
+        params, opt_state, _, bad, vec = self._train(
+            params, opt_state, None, bad, inputs, targets, None, tau, None, None, None, None,
+            update=True,
+        )
+        return params, opt_state, bad, vec
+
+
     def _eval(self, params: Any, inputs: Any, targets: Any, semantic: Any, tau: Any, epoch: Any,
               step: Any, weights: Any) -> Any:
         loss, outputs = self._objective(params, inputs, targets, semantic, tau, epoch, step, weights)

@@ -11,14 +11,23 @@ Adam 1e-3) with the guide's loss wiring — ``SCMTrainingLoss`` on top of
   (``value_and_grad`` + optax update) called in a plain Python loop for JAX, without
   reading the loss back.
 
-Both iterate the same pre-built list of batches. Where ``zeroproofml`` 0.6.1 is
-importable, its ``SCMTrainer`` runs the same model/loss/data (its loss convention needs
-the adapter of semantics §7.2). Contenders are interleaved round by round; the reported
-times are the median epoch, as wall time and as CPU time of the process (robust to other
-load on shared cores). Targets: torch ≥ 0.9x the hand loop; JAX ≥ 0.9x the jitted
-hand loop; faster than zeroproofml's trainer.
+Two data scenarios (``--data``), each contender doing the same data work:
+
+* ``list``: both iterate the same pre-built list of framework batches (the step alone);
+* ``shuffled``: numpy arrays, a new permutation every epoch, batches gathered with it —
+  ``ArrayLoader(x, y, batch_size=256, shuffle=True)`` for the trainer; the hand loops
+  draw ``rng.permutation`` and pass ``x[idx], y[idx]`` to their step (numpy batches
+  straight into the jitted JAX step; ``torch.from_numpy`` for torch).
+
+Where ``zeroproofml`` 0.6.1 is importable, its ``SCMTrainer`` runs the same
+model/loss/data (its loss convention needs the adapter of semantics §7.2; ``list`` data
+only). Contenders are interleaved round by round; the reported times are the median
+epoch, as wall time and as CPU time of the process (robust to other load on shared
+cores). Targets: torch ≥ 0.9x the hand loop; JAX ≥ 0.9x the jitted hand loop; faster
+than zeroproofml's trainer.
 
     python benchmarks/bench_train.py [--rounds 7] [--backends torch jax] [--threads 1]
+                                     [--data list shuffled]
 """
 
 from __future__ import annotations
@@ -67,18 +76,26 @@ def race(contenders: dict[str, Callable[[], None]], rounds: int) -> dict[str, tu
 # torch
 
 
-def torch_contenders(rounds: int) -> dict[str, Callable[[], None]]:
+def torch_contenders(rounds: int, data: str = "list") -> dict[str, Callable[[], None]]:
     import torch
     from zpml_backends.torch_training import RationalHead
 
     from zpml_core import lift_targets
     from zpml_core.losses import LossConfig, SCMTrainingLoss, implicit_loss
-    from zpml_core.training import SCMTrainer, TrainingConfig
+    from zpml_core.training import ArrayLoader, SCMTrainer, TrainingConfig
 
     x, y = make_data()
     batches = [(torch.from_numpy(x[i:i + BATCH]), torch.from_numpy(y[i:i + BATCH]))
                for i in range(0, N, BATCH)]
     scm = SCMTrainingLoss(LossConfig())
+    rng = np.random.default_rng(0)
+
+    def epoch_batches() -> Any:
+        if data == "list":
+            return batches
+        order = rng.permutation(N)
+        return ((torch.from_numpy(x[idx]), torch.from_numpy(y[idx]))
+                for idx in (order[i:i + BATCH] for i in range(0, N, BATCH)))
 
     def new_model() -> tuple[Any, Any]:
         torch.manual_seed(0)
@@ -88,7 +105,7 @@ def torch_contenders(rounds: int) -> dict[str, Callable[[], None]]:
     hm, ho = new_model()
 
     def hand() -> None:
-        for xb, yb in batches:
+        for xb, yb in epoch_batches():
             ho.zero_grad(set_to_none=True)
             P, Q = hm(xb)
             Y_n, Y_d = lift_targets(yb)
@@ -99,11 +116,12 @@ def torch_contenders(rounds: int) -> dict[str, Callable[[], None]]:
             ho.step()
 
     tm, to = new_model()
-    trainer = SCMTrainer(model=tm, optimizer=to, loss_fn=scm, train_loader=batches,
+    loader = batches if data == "list" else ArrayLoader(x, y, batch_size=BATCH, shuffle=True, seed=0)
+    trainer = SCMTrainer(model=tm, optimizer=to, loss_fn=scm, train_loader=loader,
                          config=TrainingConfig(max_epochs=rounds + 2))
 
     out = {"torch hand loop": hand, "torch SCMTrainer": lambda: trainer.fit(epochs=1) and None}
-    if importlib.util.find_spec("zeroproof") is not None:
+    if data == "list" and importlib.util.find_spec("zeroproof") is not None:
         out["zeroproofml 0.6.1 SCMTrainer"] = _reference_contender(batches, rounds, new_model)
     return out
 
@@ -144,7 +162,7 @@ def _reference_contender(batches: list[Any], rounds: int,
 # jax
 
 
-def jax_contenders(rounds: int) -> dict[str, Callable[[], None]]:
+def jax_contenders(rounds: int, data: str = "list") -> dict[str, Callable[[], None]]:
     import jax
     import jax.numpy as jnp
     import optax
@@ -152,11 +170,18 @@ def jax_contenders(rounds: int) -> dict[str, Callable[[], None]]:
 
     from zpml_core import lift_targets
     from zpml_core.losses import LossConfig, SCMTrainingLoss, implicit_loss
-    from zpml_core.training import SCMTrainer, TrainingConfig
+    from zpml_core.training import ArrayLoader, SCMTrainer, TrainingConfig
 
     x, y = make_data()
     batches = [(jnp.asarray(x[i:i + BATCH]), jnp.asarray(y[i:i + BATCH]))
                for i in range(0, N, BATCH)]
+    rng = np.random.default_rng(0)
+
+    def epoch_batches() -> Any:
+        if data == "list":
+            return batches
+        order = rng.permutation(N)
+        return ((x[idx], y[idx]) for idx in (order[i:i + BATCH] for i in range(0, N, BATCH)))
     scm = SCMTrainingLoss(LossConfig())
     opt = optax.adam(LR)
 
@@ -179,13 +204,14 @@ def jax_contenders(rounds: int) -> dict[str, Callable[[], None]]:
 
     def hand() -> None:
         p, s = hp[0], hs[0]
-        for xb, yb in batches:
+        for xb, yb in epoch_batches():
             p, s, _ = step(p, s, xb, yb)
         jax.block_until_ready(p)
         hp[0], hs[0] = p, s
 
+    loader = batches if data == "list" else ArrayLoader(x, y, batch_size=BATCH, shuffle=True, seed=0)
     trainer = SCMTrainer(model=(rational_head_apply, rational_head_init(0, 1)), optimizer=opt,
-                         loss_fn=scm, train_loader=batches,
+                         loss_fn=scm, train_loader=loader,
                          config=TrainingConfig(max_epochs=rounds + 2))
 
     def ours() -> None:
@@ -202,6 +228,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--backends", nargs="+", default=["torch", "jax"])
+    ap.add_argument("--data", nargs="+", default=["list", "shuffled"], choices=["list", "shuffled"])
     ap.add_argument("--threads", type=int, default=1,
                     help="intra-op threads for torch and XLA (default 1: small model, shared cores)")
     args = ap.parse_args()
@@ -212,24 +239,26 @@ def main() -> None:
     )
     rows: list[tuple[str, float, str, float, str]] = []
 
-    def add(times: dict[str, tuple[float, float]], base_name: str) -> None:
+    def add(times: dict[str, tuple[float, float]], base_name: str, data: str) -> None:
         bw, bc = times[base_name]
         for name, (w, c) in times.items():
-            rows.append((name, N / w, f"{bw / w:.2f}x", N / c, f"{bc / c:.2f}x"))
+            rows.append((f"{name} [{data}]", N / w, f"{bw / w:.2f}x", N / c, f"{bc / c:.2f}x"))
 
     if "torch" in args.backends and importlib.util.find_spec("torch") is not None:
         import torch
 
         torch.set_num_threads(args.threads)
-        add(race(torch_contenders(args.rounds), args.rounds), "torch hand loop")
+        for data in args.data:
+            add(race(torch_contenders(args.rounds, data), args.rounds), "torch hand loop", data)
     if "jax" in args.backends and importlib.util.find_spec("jax") is not None:
-        add(race(jax_contenders(args.rounds), args.rounds), "jax jitted hand loop")
+        for data in args.data:
+            add(race(jax_contenders(args.rounds, data), args.rounds), "jax jitted hand loop", data)
     print(f"one epoch: {N} samples, batch {BATCH}, Adam {LR}; median of {args.rounds} "
           f"interleaved rounds; threads={args.threads}")
-    print(f"{'contender':30s} {'wall samples/s':>15s} {'vs hand':>8s} {'CPU samples/s':>14s} "
+    print(f"{'contender':40s} {'wall samples/s':>15s} {'vs hand':>8s} {'CPU samples/s':>14s} "
           f"{'vs hand':>8s}")
     for name, sps, ratio, csps, cratio in rows:
-        print(f"{name:30s} {sps:15.0f} {ratio:>8s} {csps:14.0f} {cratio:>8s}")
+        print(f"{name:40s} {sps:15.0f} {ratio:>8s} {csps:14.0f} {cratio:>8s}")
 
 
 if __name__ == "__main__":

@@ -33,16 +33,15 @@ class BatchMixin:
     def _prepare(self, batch: Any) -> PreparedBatch:
         # fast path: (inputs, targets) of plain arrays and a model without a declared
         # bottom capability (the hot loop of a jitted step cannot afford much Python)
-        if (
-            type(batch) in (tuple, list)
-            and len(batch) == 2
-            and self._capability is None
-            and not isinstance(batch[1], SemanticTargets)
-        ):
-            fw = self.engine.to_framework
-            inputs = fw(batch[0])
-            shape: tuple[Any, ...] = tuple(getattr(inputs, "shape", ()))
-            return PreparedBatch(inputs, fw(batch[1]), None, int(shape[0]) if len(shape) else 1)
+        kind = type(batch)
+        if (kind is tuple or kind is list) and len(batch) == 2 and self._capability is None:
+            x, y = batch
+            if not isinstance(y, SemanticTargets):
+                # (an engine may hand its step host arrays it transfers itself)
+                fw = getattr(self.engine, "step_input", None) or self.engine.to_framework
+                inputs = fw(x)
+                shape = getattr(inputs, "shape", None)
+                return PreparedBatch(inputs, fw(y), None, int(shape[0]) if shape else 1)
         if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
             raise TypeError(
                 "SCMTrainer batches must be (inputs, targets), (inputs, targets, "

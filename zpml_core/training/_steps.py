@@ -26,6 +26,8 @@ __all__ = ["StepMixin"]
 
 #: end-of-loader marker of ``fit``'s one-batch look-ahead
 _END = object()
+#: index of the ``grads_nonfinite`` entry of a train step's metrics vector
+_NRAW = len(RAW_KEYS)
 
 
 class _InFlight(NamedTuple):
@@ -114,7 +116,7 @@ class StepMixin:
                 "step's update was not applied and the parameters and optimizer state are "
                 "those from before this step" + (f" ({note})" if note else "")
             )
-        grads_finite = values[len(RAW_KEYS)] == 0.0  # the grads_nonfinite entry
+        grads_finite = values[_NRAW] == 0.0  # the grads_nonfinite entry
         engine.finalize(True, grads_finite)
         skipped = rec.update and not grads_finite
         if skipped:
@@ -131,7 +133,7 @@ class StepMixin:
         cadence = self.config.scheduler_cadence
         if rec.update and not skipped and cadence == "per_optimizer_update":
             engine.scheduler_step()
-        values = finish_metrics(values[: len(RAW_KEYS)])
+        values = finish_metrics(values[:_NRAW])
         m = {
             "loss": loss,
             "coverage": values[1],
@@ -145,7 +147,8 @@ class StepMixin:
             m["update_skipped"] = 1.0
         logs.append(m)
         self.history.append(m)
-        self._log(m, phase="train", step=rec.step, epoch=rec.epoch)
+        if self.config.log_hook is not None:
+            self._log(m, phase="train", step=rec.step, epoch=rec.epoch)
         if cadence == "per_batch":
             engine.scheduler_step()
 
