@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=5, help="number of seeds 0..N-1 (default 5)")
     p.add_argument("--seed-offset", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--epochs", type=int, default=None,
-                   help="epochs per run (default per task: pole 40, ik_pole 40, ik_ref 5)")
+                   help="epochs per run (default per task: pole 40, ik_pole 600, ik_ref 5)")
     p.add_argument("--n-samples", type=int, default=None,
                    help="dataset size (ik_ref: total samples, default 200000; pole/ik_pole: "
                    "training rows, default 2304/5120)")
