@@ -98,6 +98,34 @@ def _policy_context(policy: Any) -> Any:
     return gradient_policy(policy)
 
 
+def _train_metrics(loss: torch.Tensor, outputs: Any, tau: Any, xp: Any) -> tuple[Any, ...]:
+    """:func:`~zpml_core.training.metrics.batch_metrics` of a train step, bit for bit.
+
+    The common case — ``(P, Q)`` outputs with a non-empty real 1-d ``Q``, a 0-d loss and
+    a Python-float ``tau > 0`` — runs as 9 native torch ops instead of 10 through the
+    array-API namespace (~15 µs less per eager step). With ``fin = |Q| < inf`` and
+    ``af = where(fin, |Q|, 0)``: ``covered = af >= tau`` equals ``fin & (|Q| >= tau)``
+    because ``tau > 0``; ``count``, ``min`` and the sum are the same torch reductions
+    on the same values. Anything else: ``batch_metrics`` itself.
+    """
+    q = outputs[1] if type(outputs) in (tuple, list) and len(outputs) >= 2 else None
+    if (
+        type(q) is not torch.Tensor
+        or q.ndim != 1
+        or q.shape[0] == 0
+        or q.is_complex()
+        or loss.ndim
+        or type(tau) is not float
+        or not tau > 0.0
+    ):
+        return batch_metrics(loss, outputs, tau, xp=xp)
+    a = torch.abs(q)
+    fin = a < float("inf")
+    af = torch.where(fin, a, 0.0)
+    qmin = torch.amin(torch.where(fin, a, float("inf")))
+    return (loss, int(q.shape[0]), torch.sum(af >= tau), torch.sum(fin), qmin, torch.sum(af))
+
+
 class TorchEngine(TorchCheckpointMixin, TrainingEngine):
     name = "torch"
 
@@ -209,7 +237,7 @@ class TorchEngine(TorchCheckpointMixin, TrainingEngine):
                 else:
                     scaled.backward()
         with torch.no_grad():
-            vec = batch_metrics(loss.detach(), outputs, args.tau, xp=self.xp)
+            vec = _train_metrics(loss.detach(), outputs, args.tau, self.xp)
             check = self._grads_check() if update else 0.0
         self._pending = (update, group_size)
         return (*vec, check)

@@ -2,7 +2,8 @@
 
 One epoch of the guide's RationalHead (16384 samples of ``y = 1/(x − 0.25)``, batch 256,
 Adam 1e-3) with the guide's loss wiring — ``SCMTrainingLoss`` on top of
-``implicit_loss``, ``is_bottom = |Q| < tau``, ``mask_finite = Y_d != 0`` — computed
+``implicit_loss(..., tau_train=tau)``, ``is_bottom = |Q| < tau``, ``mask_finite = Y_d != 0``
+(what the trainer computes for an ``SCMTrainingLoss``) — computed
 
 * by ``SCMTrainer`` (default ``TrainingConfig``: tau_train = 1e-4, no validation, no
   log hook), and
@@ -109,7 +110,7 @@ def torch_contenders(rounds: int, data: str = "list") -> dict[str, Callable[[], 
             ho.zero_grad(set_to_none=True)
             P, Q = hm(xb)
             Y_n, Y_d = lift_targets(yb)
-            fit = implicit_loss(P, Q, Y_n, Y_d)
+            fit = implicit_loss(P, Q, Y_n, Y_d, tau_train=TAU)  # the guide's wiring (README)
             loss, _ = scm(fit, P, Q, Y_n, Y_d, is_bottom=torch.abs(Q) < TAU,
                           mask_finite=Y_d != 0, tau_train=TAU)
             loss.backward()
@@ -188,7 +189,7 @@ def jax_contenders(rounds: int, data: str = "list") -> dict[str, Callable[[], No
     def loss_of(params: Any, xb: Any, yb: Any) -> Any:
         P, Q = rational_head_apply(params, xb)
         Y_n, Y_d = lift_targets(yb)
-        fit = implicit_loss(P, Q, Y_n, Y_d)
+        fit = implicit_loss(P, Q, Y_n, Y_d, tau_train=TAU)  # the guide's wiring (README)
         loss, _ = scm(fit, P, Q, Y_n, Y_d, is_bottom=jnp.abs(Q) < TAU, mask_finite=Y_d != 0,
                       tau_train=TAU)
         return loss
