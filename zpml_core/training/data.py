@@ -150,7 +150,13 @@ class ArrayLoader:
                 lo, hi = self._block(i, min(i + g, stop))
                 yield tuple(a[lo:hi] for a in self.arrays)
             return
+        arrays = self.arrays
+        if self.world == 1:  # (one process: the global batch is this rank's block)
+            for i in range(0, stop, g):
+                idx = order[i:i + g]
+                yield tuple([a[idx] for a in arrays])
+            return
         for i in range(0, stop, g):
             lo, hi = self._block(i, min(i + g, stop))
             idx = order[lo:hi]
-            yield tuple(a[idx] for a in self.arrays)
+            yield tuple([a[idx] for a in arrays])
