@@ -99,7 +99,8 @@ def _policy_context(policy: Any) -> Any:
 
 
 def _train_metrics(loss: torch.Tensor, outputs: Any, tau: Any, xp: Any) -> tuple[Any, ...]:
-    """:func:`~zpml_core.training.metrics.batch_metrics` of a train step, bit for bit.
+    """:func:`~zpml_core.training.metrics.batch_metrics` of a train step, bit for bit
+    (no autograd graph: it reads ``Q`` detached).
 
     The common case — ``(P, Q)`` outputs with a non-empty real 1-d ``Q``, a 0-d loss and
     a Python-float ``tau > 0`` — runs as 9 native torch ops instead of 10 through the
@@ -118,8 +119,9 @@ def _train_metrics(loss: torch.Tensor, outputs: Any, tau: Any, xp: Any) -> tuple
         or type(tau) is not float
         or not tau > 0.0
     ):
-        return batch_metrics(loss, outputs, tau, xp=xp)
-    a = torch.abs(q)
+        with torch.no_grad():
+            return batch_metrics(loss, outputs, tau, xp=xp)
+    a = torch.abs(q.detach())
     fin = a < float("inf")
     af = torch.where(fin, a, 0.0)
     qmin = torch.amin(torch.where(fin, a, float("inf")))
@@ -220,6 +222,18 @@ class TorchEngine(TorchCheckpointMixin, TrainingEngine):
 
     # -- steps --------------------------------------------------------------------------
     def train_step(self, batch: PreparedBatch, args: StepArgs, *, update: bool, group_size: int) -> Any:
+        if self.ddp is None and not self.amp and self.config.gradient_policy is None:
+            # the plain step (one process, full precision, no policy context): the
+            # general path below without its no-op contexts
+            outputs = self._model(batch.inputs)
+            loss = self._loss(outputs, batch, args)
+            if loss.requires_grad:
+                loss.backward()
+            vec = _train_metrics(loss.detach(), outputs, args.tau, self.xp)
+            # (gradients of a plain backward need no grad-mode guard)
+            check = self._grads_check() if update else 0.0
+            self._pending = (update, group_size)
+            return (*vec, check)
         sync = contextlib.nullcontext()
         if self.ddp is not None and not update:  # accumulate locally, all-reduce at the update
             sync = self._model.no_sync()  # type: ignore[operator]
