@@ -233,11 +233,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="intra-op threads for torch and XLA (default 1: small model, shared cores)")
     args = ap.parse_args()
+    # (XLA has no thread-count flag; its loops may still be split over the CPUs the process
+    # may use: pin the process, e.g. taskset -c 0, for a one-core measurement)
     os.environ.setdefault(
-        "XLA_FLAGS",
-        f"--xla_cpu_multi_thread_eigen={'true' if args.threads > 1 else 'false'} "
-        f"intra_op_parallelism_threads={args.threads}",
-    )
+        "XLA_FLAGS", f"--xla_cpu_multi_thread_eigen={'true' if args.threads > 1 else 'false'}")
     rows: list[tuple[str, float, str, float, str]] = []
 
     def add(times: dict[str, tuple[float, float]], base_name: str, data: str) -> None:
