@@ -30,8 +30,8 @@ def projective_elements(P: Array, Q: Array, Yn: Array, Yd: Array, *, xp: Namespa
     """Per-element ``|sin∠|^power`` in ``[0, 1]``: ``power = 2`` gives
     ``|P·Y_d − Q·Y_n|² / ((|P|² + |Q|²)·(|Y_n|² + |Y_d|²))``, ``power = 1`` its square
     root ``|P·Y_d − Q·Y_n| / sqrt((|P|² + |Q|²)·(|Y_n|² + |Y_d|²))`` (formed from the
-    same scaled tuples; ``|r|`` as ``sign(r)·r``, so the derivative at a perfect fit is
-    the subgradient 0 in every library, not an infinite square-root slope).
+    same scaled tuples; ``|r|`` differentiates to ``sign(r)``, so the derivative at a
+    perfect fit is the subgradient 0 in every library, not an infinite square-root slope).
 
     Each tuple is divided by its power-of-two scale with subnormal components flushed
     (:func:`_safe.scaled_pair`): the ratio is homogeneous of degree 0 in each tuple, so
@@ -55,13 +55,13 @@ def projective_elements(P: Array, Q: Array, Yn: Array, Yd: Array, *, xp: Namespa
         n2 = yn * yn + yd * yd
     den = _common.clip(n1 * n2, lim.tiny, None, xp=xp, be=be)
     if power == 1:
-        # |r| as sign(r)·r: the subgradient at r = 0 is 0 in every library (JAX's abs
-        # has derivative 1 at 0, torch's 0); complex: sqrt(|r|²) off the zeros only
+        # |r| with derivative sign(r), 0 at r = 0, in every library (_common.absval);
+        # complex: sqrt(|r|²) off the zeros only
         if cplx:
             pos = e > 0
             a = xp.where(pos, xp.sqrt(xp.where(pos, e, xp.ones_like(e))), xp.zeros_like(e))
         else:
-            a = xp.sign(r) * r
+            a = _common.absval(r, xp=xp, be=be)
         f = a / xp.sqrt(den)
     else:
         f = e / den
