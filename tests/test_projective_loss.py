@@ -175,6 +175,9 @@ def test_l1_form_is_scale_invariant_and_zero_at_match(arr):
 def test_power_validation(power, exc):
     with pytest.raises(exc, match="power"):
         projective_distance_loss(np.ones(2), np.ones(2), np.ones(2), np.ones(2), power=power)
+    # a numpy integer is an integer
+    one = projective_distance_loss(np.ones(2), np.zeros(2), np.ones(2), np.ones(2), power=np.int64(1))
+    assert float(one) == pytest.approx(np.sqrt(0.5), rel=1e-15)
 
 
 @pytest.mark.autodiff

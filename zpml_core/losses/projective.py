@@ -17,6 +17,8 @@ wrong value of the same angle.
 
 from __future__ import annotations
 
+import numbers
+
 from zpml_core._registry import Backend
 from zpml_core._xp import Array, Namespace
 from zpml_core.losses import _common, _policy, _safe
@@ -106,15 +108,15 @@ def projective_distance_loss(P: Array, Q: Array, Y_n: Array, Y_d: Array, *,
     same zero set, bounds and invariances, but the gradient keeps its size as the angle
     shrinks (``sin²`` flattens quadratically), so the zeros of ``Q`` settle much closer
     to the singular set and small targets are fitted to a smaller absolute error; the
-    price is a kink at a perfect fit (subgradient 0 there). ``power`` must be the int 1
-    or 2 (``TypeError`` for other types, ``ValueError`` for other values).
+    price is a kink at a perfect fit (subgradient 0 there). ``power`` must be the integer
+    1 or 2 (``TypeError`` for other types, ``ValueError`` for other values).
 
     ``tau_train`` (a real ``≥ 0`` or a 0-d real array): elements with ``|Q| < tau_train``
     are the loss's singular paths, whose gradient follows the active gradient policy
     (layer ``"fit_loss"``, see :mod:`zpml_core.losses`); ``None`` (default): no gating.
     """
-    if isinstance(power, bool) or not isinstance(power, int):
-        raise TypeError(f"power must be the int 1 or 2, got {type(power).__name__}")
+    if isinstance(power, bool) or not isinstance(power, numbers.Integral):
+        raise TypeError(f"power must be the integer 1 or 2, got {type(power).__name__}")
     if power not in (1, 2):
         raise ValueError(f"power must be 1 or 2, got {power!r}")
     o = _policy.fit_operands(P, Q, Y_n, Y_d, tau_train)
