@@ -11,6 +11,7 @@ its own view of the history, the DistributedSampler epochs set by the trainer).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -171,8 +172,18 @@ def main(out: str) -> None:
                                   for k, v in t2.model.module.state_dict().items()}}
         with open(os.path.join(out, "result.json"), "w") as fh:
             json.dump(res, fh)
+    logger.inner.close()
+    # tear down in order while the interpreter is whole: the DDP reducers still reference
+    # the gloo group, and gloo threads alive at interpreter teardown abort the process
+    # ("terminate called without an active exception", seen once under a loaded CI)
+    dist.barrier()
+    del t, t2, sem
+    gc.collect()
     dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     main(sys.argv[1])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # results are written and closed; skip the interpreter's finalisation

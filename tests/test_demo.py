@@ -67,7 +67,7 @@ def test_demo_all_backends(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     rows = re.findall(r"^(pole|ik) \| fit=(\w+) \| 2 \| (\S+) \| ([0-9.]+) \|", text, re.M)
     assert len(rows) == 4 and len(re.findall(r"^(pole|ik) \| predict-0 \|", text, re.M)) == 4
     for _, fit, tau_inf, coverage in rows:
-        assert fit == "angle" and 0.0 <= float(coverage) <= 1.0 and float(tau_inf) > 0
+        assert fit == "angle_l1" and 0.0 <= float(coverage) <= 1.0 and float(tau_inf) > 0
 
 
 def test_demo_subset_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
