@@ -17,6 +17,14 @@ arithmetic. Before its first kernel the numpy adapter therefore raises glibc's d
 thresholds once (:func:`prepare_heap`), exactly as freeing any large numpy array does;
 with that, blocks of 65536 from 2·65536 elements measured fastest at every size from
 3·10^4 to 10^6 (smaller blocks, e.g. from 2^15, only add per-block overhead).
+
+A process whose malloc thresholds were fixed — ``MALLOC_TRIM_THRESHOLD_``,
+``MALLOC_TOP_PAD_``, ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_MMAP_MAX_`` or the matching
+``GLIBC_TUNABLES``; distributed's Nanny exports ``MALLOC_TRIM_THRESHOLD_=65536`` to its
+workers — keeps them: glibc then ignores the ballast, nothing here overrides the setting,
+and the kernels' temporaries page-fault on every call (measured 8x slower at 10^5 and
+10^6 float64). The fused kernels of ``zpml-core[fast]`` allocate only their outputs and
+do not depend on this.
 """
 
 from __future__ import annotations

@@ -73,6 +73,10 @@ def client():
     # the numpy reference is the array-API kernel (ZPML_FAST=0: the fused kernels are held
     # bit-identical to it by tests/test_fused_kernels.py, and numba would add ~100 MB to
     # each worker's footprint)
+    # distributed's Nanny writes its pre-spawn variables (MALLOC_TRIM_THRESHOLD_) into this
+    # process's os.environ and leaves them there: restore it, or every later subprocess of
+    # this test worker inherits fixed malloc thresholds
+    saved = dict(os.environ)
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                        memory_limit=MEMORY_LIMIT, dashboard_address=None,
                                        env={"ZPML_FAST": "0"})
@@ -82,6 +86,8 @@ def client():
     finally:
         c.close()
         cluster.close()
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def test_masks_bit_identical_to_numpy_beyond_the_memory_limit(client) -> None:
