@@ -284,29 +284,31 @@ def _strict_source(k: dict[str, Any], *, gap_band: bool) -> Callable[..., Any]:
 
     def strict(P: Any, Q: Any, thr: Any, tau: Any, tau_train: Any,
                decoded: Any, bottom: Any, gap: Any, fault: Any, semantic: Any) -> None:
-        # semantic = |Q| < thr; fault = ¬(|Q| ≤ max) ∨ ¬(|P| ≤ max) ∨ (usable ∧ |P| > |Q|·ovf)
-        # decoded = ⊥ ? NaN : ((⊥ ∨ |P| < tiny) ? P·0 : P) / ((⊥ ∨ P≠P) ? 1 : Q)
-        # gap = tau ≤ |Q| < tau_train ∧ ¬⊥ (the gap_band variant; else gap is all False
-        # and written by the caller)
+        # semantic = |Q| < thr; fault = ¬(|Q| ≤ max) ∨ ¬(|P| ≤ max) ∨ (¬semantic ∧ |P| > |Q|·ovf)
+        # ⊥ = fault ∨ semantic; decoded = ⊥ ? NaN : (|P| < tiny ? P·0 : P) / Q
+        # gap = tau ≤ |Q| < tau_train ∧ ¬⊥ (the gap_band variant; else all False)
+        # The array-API kernel's ``usable = ¬(¬(|Q| ≤ max) ∨ semantic)`` needs no ``|Q| ≤
+        # max`` term here (|P| > NaN or ∞ is False), and its safe numerator/divisor at ⊥
+        # (P·0 and 1 where ⊥ or P is NaN; a NaN P is a fault) only matter off ⊥, where
+        # decoded is NaN: the divisor stays 1 at ⊥ (no ∞ or subnormal divisions).
         for i in range(P.shape[0]):
             p = P[i]
             q = Q[i]
             aq = abs(q)
             ap = abs(p)
             s = aq < thr
-            fq = not (aq <= fmax)
-            usable = not (fq | s)
-            f = fq | (not (ap <= fmax)) | (usable & (ap > aq * ovf))
+            f = (not (aq <= fmax)) | (not (ap <= fmax)) | ((not s) & (ap > aq * ovf))
             b = f | s
-            qs = one if (b | (p != p)) else q
-            num = p * zero if (b | (ap < tiny)) else p
-            r = num / qs
+            num = p * zero if ap < tiny else p
+            r = num / (one if b else q)
             decoded[i] = nan if b else r
             bottom[i] = b
             fault[i] = f
             semantic[i] = s
-            if gap_band:
+            if gap_band:  # a compile-time constant
                 gap[i] = (aq >= tau) & (aq < tau_train) & (not b)
+            else:
+                gap[i] = False
     return strict
 
 
@@ -326,10 +328,6 @@ def dtype_char(a: Any) -> str | None:
     if dt is _F32:
         return "f"
     return None
-
-
-def _flat(a: Any) -> Any:
-    return a if a.ndim == 1 else a.reshape(-1)
 
 
 def binary(op: str, char: str, x: Any, y: Any) -> tuple[Any, Any]:
@@ -369,19 +367,22 @@ def unary(op: str, char: str, x: Any, library: Callable[[Any], Any] | None) -> t
 def strict(char: str, P: Any, Q: Any, thr: float, tau: float, tau_train: float | None
            ) -> tuple[Any, Any, Any, Any, Any]:
     """``(decoded, bottom, gap, fault, semantic)`` of strict inference on C-contiguous
-    ``P, Q`` of one shape and dtype, thresholds already rounded to the dtype."""
+    ``P, Q`` of one shape and dtype, thresholds already rounded to the dtype. The four
+    masks are rows of one ``(4, *shape)`` bool allocation (each C-contiguous)."""
     f = np.float32 if char == "f" else np.float64
-    decoded = np.empty(Q.shape, Q.dtype)
-    bottom = np.empty(Q.shape, _BOOL)
-    fault = np.empty(Q.shape, _BOOL)
-    semantic = np.empty(Q.shape, _BOOL)
+    shape = Q.shape
+    decoded = np.empty(shape, Q.dtype)
     if tau_train is not None and tau_train > tau:
-        gap = np.empty(Q.shape, _BOOL)
         name = "strict_gap"
     else:
-        gap = np.zeros(Q.shape, _BOOL)
-        name, tau_train = "strict", tau
-    kernel(name, char)(
-        _flat(P), _flat(Q), f(thr), f(tau), f(tau_train),
-        _flat(decoded), _flat(bottom), _flat(gap), _flat(fault), _flat(semantic))
+        name, tau_train = "strict", tau  # no band: gap is all False
+    k = _KERNELS.get((name, char)) or kernel(name, char)
+    if Q.ndim == 1:
+        bottom, gap, fault, semantic = np.empty((4, shape[0]), _BOOL)
+        k(P, Q, f(thr), f(tau), f(tau_train), decoded, bottom, gap, fault, semantic)
+        return decoded, bottom, gap, fault, semantic
+    flat = np.empty((4, decoded.size), _BOOL)
+    k(P.reshape(-1), Q.reshape(-1), f(thr), f(tau), f(tau_train), decoded.reshape(-1),
+      flat[0], flat[1], flat[2], flat[3])
+    bottom, gap, fault, semantic = (m.reshape(shape) for m in flat)
     return decoded, bottom, gap, fault, semantic

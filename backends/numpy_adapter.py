@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from zpml_backends._chunked import run_blocked
 from zpml_backends._errstate import QuietKernels
@@ -66,10 +66,16 @@ class NumpyBackend(QuietKernels, Backend):
     _fused: Any = None
 
     def _consts(self, char: str) -> Any:
-        from zpml_core import _xp
+        c = self._consts_by_char.get(char)
+        if c is None:
+            from zpml_core import _xp
 
-        xp = self.namespace()
-        return _xp.consts(xp, xp.float32 if char == "f" else xp.float64)
+            xp = self.namespace()
+            dtype = xp.float32 if char == "f" else xp.float64
+            c = self._consts_by_char[char] = _xp.consts(xp, dtype)
+        return c
+
+    _consts_by_char: ClassVar[dict[str, Any]] = {}  # 'f'/'d' -> FloatConsts (dtype facts, never traced)
 
     # the library's own functions, in place on the sanitised operand (errors silenced
     # as in every kernel: exp may underflow)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from zpml_backends._torch_fuse import TorchFuser, dynamo_tracing
 
@@ -119,7 +119,13 @@ class TorchBackend(Backend):
     _autograd: Any = None  # zpml_backends._torch_autograd_ops, or False
 
     def _consts(self, dtype: Any) -> Any:
-        return _xp.consts(self.namespace(), dtype)
+        """The dtype's constants for the fast path (never traced there), memoised."""
+        c = self._consts_by_dtype.get(dtype)
+        if c is None:
+            c = self._consts_by_dtype[dtype] = _xp.consts(self.namespace(), dtype)
+        return c
+
+    _consts_by_dtype: ClassVar[dict[Any, Any]] = {}  # float32/float64 -> FloatConsts
 
     def result_type(self, xp: Any, *arrays_or_dtypes: Any) -> Any:
         """``torch.promote_types`` over the dtypes: constant-folded by Dynamo (the

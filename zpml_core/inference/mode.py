@@ -130,6 +130,10 @@ def _split_masks(
     return fault, semantic
 
 
+#: ``InferenceConfig()`` (frozen), shared by the calls that pass no config
+_DEFAULT_CONFIG = InferenceConfig()
+
+
 class InferenceResult(tuple):
     """``(decoded, bottom_mask, gap_mask)`` — unpacks and indexes as a 3-tuple, with
     ``_fields`` (:data:`STRICT_INFERENCE_FIELDS`) and ``_asdict()`` like a named tuple — and
@@ -352,7 +356,7 @@ def strict_inference(
     ``validity_factors`` (experimental) add ``any(¬fin(V))`` to fault and
     ``any(|V| < tau_i)`` to semantic. Integer inputs are promoted to the default float.
     """
-    cfg = InferenceConfig() if config is None else config
+    cfg = _DEFAULT_CONFIG if config is None else config
     if not isinstance(cfg, InferenceConfig):
         raise TypeError(f"config must be an InferenceConfig, got {type(cfg).__name__}")
     if experimental_provenance is not None and not isinstance(experimental_provenance, bool):
