@@ -84,30 +84,39 @@ class TorchBackend(Backend):
             return None
         x = args[0]
         char = _FAST_DTYPES[x.dtype]
-        if char is None or not _fast_tensor(x):
+        if char is None:
             return None
         if (torch._C._are_functorch_transforms_active()
                 or torch.autograd.forward_ad._current_level >= 0
                 or torch._C._len_torch_function_stack() > 0
                 or torch._C._len_torch_dispatch_stack() > 0):
             return None
-        if op == "strict" or len(args) == 2:
+        binary = op == "strict" or len(args) == 2
+        if binary:
             y = args[1]
-            if y.dtype is not x.dtype or y.shape != x.shape or not _fast_tensor(y):
+            if y.dtype is not x.dtype or y.shape != x.shape:
                 return None
+        try:  # zero-copy views; numpy() refuses grad, non-CPU, sparse, neg/conj bits
+            xn = x.numpy()
+            yn = y.numpy() if binary else None
+        except (RuntimeError, TypeError):
+            return None
+        if not _c_contiguous(xn) or (binary and not _c_contiguous(yn)):
+            return None
+        if binary:
             if op == "strict":
                 thr, tau, tau_train = args[2](self._consts(x.dtype))
                 if tau == 0.0:  # tau_infer underflows: the array-API path raises
                     return None
-                res = fused.strict(char, x.numpy(), y.numpy(), thr, tau, tau_train)
+                res = fused.strict(char, xn, yn, thr, tau, tau_train)
             elif op in fused.BINARY_OPS:
-                res = fused.binary(op, char, x.numpy(), y.numpy())
+                res = fused.binary(op, char, xn, yn)
             else:
                 return None
         elif op in _TORCH_LIBRARY:
-            res = fused.unary(op, char, x.numpy(), _TORCH_LIBRARY[op])
+            res = fused.unary(op, char, xn, _TORCH_LIBRARY[op])
         elif op in fused.EXACT_UNARY_OPS:
-            res = fused.unary(op, char, x.numpy(), None)
+            res = fused.unary(op, char, xn, None)
         else:
             return None
         from_numpy = torch.from_numpy
@@ -286,10 +295,10 @@ class _DtypeChars(dict[Any, "str | None"]):
 _FAST_DTYPES = _DtypeChars()
 
 
-def _fast_tensor(t: Any) -> bool:
-    """A plain contiguous CPU tensor that needs no derivative (zero-copy ``numpy()``)."""
-    return bool(t.layout is sys.modules["torch"].strided and t.is_cpu
-                and not t.requires_grad and t.is_contiguous() and not t.is_neg())
+def _c_contiguous(a: Any) -> bool:
+    """A C-contiguous, aligned numpy view (a strided or overlapping tensor is not)."""
+    flags = a.flags
+    return bool(flags.c_contiguous and flags.aligned)
 
 
 def _torch_inplace(name: str) -> Any:

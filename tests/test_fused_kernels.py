@@ -361,9 +361,24 @@ def test_torch_declines_and_results_unchanged() -> None:
         ("mixed", base, base.float()),
         ("broadcast", base, base[:1]),
         ("neg view", torch._neg_view(base), base),
+        ("neg view second", base, torch._neg_view(base)),
+        ("expanded", base[:1].expand(12), base),
+        ("transposed", base.reshape(3, 4).t(), base.reshape(4, 3)),
+        ("meta", base.to("meta"), base.to("meta")),
+        ("sparse", base.to_sparse(), base.to_sparse()),
     ]
     for name, x, y in cases:
         assert be.fast("div", x, y) is None, name
+    for name, x, y in (("strict requires_grad", base.clone().requires_grad_(), base),
+                       ("strict neg view", base, torch._neg_view(base))):
+        assert be.fast("strict", x, y, lambda c: (1e-6, 1e-6, None)) is None, name
+        # the array-API path's answer, equal to numpy's on the same values
+        r = inference.strict_inference(x, y)
+        w = inference.strict_inference(x.detach().resolve_neg().numpy().copy(),
+                                       y.resolve_neg().numpy().copy())
+        for got, want in zip((*r, r.fault_mask, r.semantic_bottom_mask),
+                             (*w, w.fault_mask, w.semantic_bottom_mask), strict=True):
+            np.testing.assert_array_equal(got.detach().numpy(), want, err_msg=name)
     # transforms and modes decline too
     from torch.utils._python_dispatch import TorchDispatchMode
 
