@@ -367,22 +367,24 @@ def unary(op: str, char: str, x: Any, library: Callable[[Any], Any] | None) -> t
 def strict(char: str, P: Any, Q: Any, thr: float, tau: float, tau_train: float | None
            ) -> tuple[Any, Any, Any, Any, Any]:
     """``(decoded, bottom, gap, fault, semantic)`` of strict inference on C-contiguous
-    ``P, Q`` of one shape and dtype, thresholds already rounded to the dtype. The four
-    masks are rows of one ``(4, *shape)`` bool allocation (each C-contiguous)."""
+    ``P, Q`` of one shape and dtype, thresholds already rounded to the dtype. Each mask
+    is an array of its own (a view into a shared buffer would keep, and ``torch.save``
+    would write, all four)."""
     f = np.float32 if char == "f" else np.float64
     shape = Q.shape
     decoded = np.empty(shape, Q.dtype)
+    bottom = np.empty(shape, _BOOL)
+    gap = np.empty(shape, _BOOL)
+    fault = np.empty(shape, _BOOL)
+    semantic = np.empty(shape, _BOOL)
     if tau_train is not None and tau_train > tau:
         name = "strict_gap"
     else:
         name, tau_train = "strict", tau  # no band: gap is all False
     k = _KERNELS.get((name, char)) or kernel(name, char)
     if Q.ndim == 1:
-        bottom, gap, fault, semantic = np.empty((4, shape[0]), _BOOL)
         k(P, Q, f(thr), f(tau), f(tau_train), decoded, bottom, gap, fault, semantic)
-        return decoded, bottom, gap, fault, semantic
-    flat = np.empty((4, decoded.size), _BOOL)
-    k(P.reshape(-1), Q.reshape(-1), f(thr), f(tau), f(tau_train), decoded.reshape(-1),
-      flat[0], flat[1], flat[2], flat[3])
-    bottom, gap, fault, semantic = (m.reshape(shape) for m in flat)
+    else:
+        k(P.reshape(-1), Q.reshape(-1), f(thr), f(tau), f(tau_train), decoded.reshape(-1),
+          bottom.reshape(-1), gap.reshape(-1), fault.reshape(-1), semantic.reshape(-1))
     return decoded, bottom, gap, fault, semantic

@@ -327,6 +327,22 @@ def test_numpy_declines_and_results_unchanged() -> None:
                 np.testing.assert_array_equal(got.bottom, want.bottom, err_msg=name)
 
 
+def test_strict_masks_own_their_memory(lib: Lib) -> None:
+    """Each mask of the fused strict result is an array of its own: keeping one keeps
+    (and ``torch.save`` writes) only its bytes."""
+    x = lib.arr(np.linspace(-2.0, 2.0, 64).reshape(8, 8))
+    res = lib.be.fast("strict", x, x, lambda c: (1e-6, 1e-6, 1e-4))
+    assert res is not None
+    if lib.name == "torch":
+        for r in res:
+            assert r.untyped_storage().nbytes() == r.numel() * r.element_size()
+    else:
+        for i, a in enumerate(res):
+            assert a.base is None or a.base.nbytes == a.nbytes
+            for b in res[i + 1:]:
+                assert not np.shares_memory(a, b)
+
+
 def test_numpy_qualifying_shapes() -> None:
     """0-d, empty, n-d and read-only operands qualify and keep their shape."""
     if "numpy" not in BACKENDS:
