@@ -368,8 +368,8 @@ def strict(char: str, P: Any, Q: Any, thr: float, tau: float, tau_train: float |
            ) -> tuple[Any, Any, Any, Any, Any]:
     """``(decoded, bottom, gap, fault, semantic)`` of strict inference on C-contiguous
     ``P, Q`` of one shape and dtype, thresholds already rounded to the dtype. Each mask
-    is an array of its own (a view into a shared buffer would keep, and ``torch.save``
-    would write, all four)."""
+    is an array of its own (views into one shared buffer would keep all four alive as
+    long as any one is)."""
     f = np.float32 if char == "f" else np.float64
     shape = Q.shape
     decoded = np.empty(shape, Q.dtype)
