@@ -289,8 +289,9 @@ def _strict_source(k: dict[str, Any], *, gap_band: bool) -> Callable[..., Any]:
         # gap = tau ≤ |Q| < tau_train ∧ ¬⊥ (the gap_band variant; else all False)
         # The array-API kernel's ``usable = ¬(¬(|Q| ≤ max) ∨ semantic)`` needs no ``|Q| ≤
         # max`` term here (|P| > NaN or ∞ is False), and its safe numerator/divisor at ⊥
-        # (P·0 and 1 where ⊥ or P is NaN; a NaN P is a fault) only matter off ⊥, where
-        # decoded is NaN: the divisor stays 1 at ⊥ (no ∞ or subnormal divisions).
+        # (P·0 and 1 where ⊥ or P is NaN; a NaN P is a fault) are not needed: at ⊥
+        # decoded is NaN whatever the quotient (the divisor 1 there is a hint the
+        # compiler may drop; nothing traps, error_model="numpy").
         for i in range(P.shape[0]):
             p = P[i]
             q = Q[i]
