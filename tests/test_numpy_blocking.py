@@ -209,3 +209,50 @@ def test_explicit_malloc_settings_stand() -> None:
     # workers') keeps them: prepare_heap never overrides them (no mallopt), so the trim
     # threshold chosen there holds and the 10^5 call pays its page faults
     assert _heap_faults("prepared", MALLOC_TRIM_THRESHOLD_="65536") > 2000
+
+
+def _environ(**kv: str) -> bytes:
+    return b"".join(f"{k}={v}".encode() + b"\0" for k, v in {"PATH": "/usr/bin", **kv}.items())
+
+
+def test_fixed_threshold_block_from_the_start_environment() -> None:
+    f = _chunked.fixed_threshold_block
+    assert f(b"") is None and f(_environ()) is None  # dynamic thresholds
+    assert f(_environ(GLIBC_TUNABLES="glibc.malloc.hugetlb=1")) is None  # not a threshold
+    # distributed's Nanny: trim 64 KiB, top pad 128 KiB → four 32 KiB temporaries
+    assert f(_environ(MALLOC_TRIM_THRESHOLD_="65536")) == 4096
+    assert f(_environ(GLIBC_TUNABLES="glibc.malloc.trim_threshold=65536")) == 4096
+    assert f(_environ(MALLOC_MMAP_MAX_="0")) == 4096
+    # large thresholds keep large temporaries on the heap: the default block
+    big = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864"
+    assert f(_environ(GLIBC_TUNABLES=big)) == _chunked.DEFAULT_BLOCK
+    # a small mmap threshold bounds the block even with a large trim threshold
+    assert f(_environ(MALLOC_TRIM_THRESHOLD_="67108864", MALLOC_MMAP_THRESHOLD_="32768")) == 4096
+    # tiny or unparsable settings: the smallest block, never below it
+    assert f(_environ(MALLOC_TOP_PAD_="0", MALLOC_TRIM_THRESHOLD_="x")) == _chunked.MIN_FIXED_BLOCK
+    assert f(_environ(MALLOC_MMAP_THRESHOLD_="1")) == _chunked.MIN_FIXED_BLOCK
+
+
+_BLOCK_PROBE = """
+import os, sys
+from zpml_backends import _chunked
+print(_chunked.block_size())
+os.environ["MALLOC_TRIM_THRESHOLD_"] = "65536"  # after the start: glibc never sees it
+_chunked._fixed_block.clear()
+print(_chunked.block_size())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/environ")
+def test_block_size_follows_the_settings_glibc_started_with() -> None:
+    env = {k: v for k, v in os.environ.items()
+           if k not in _MALLOC_SETTINGS and k != "ZPML_NUMPY_BLOCK"}
+
+    def blocks(**extra: str) -> list[int]:
+        out = subprocess.run([sys.executable, "-c", _BLOCK_PROBE], env={**env, **extra},
+                             capture_output=True, text=True, timeout=120, check=True)
+        return [int(v) for v in out.stdout.split()]
+
+    assert blocks() == [_chunked.DEFAULT_BLOCK] * 2
+    assert blocks(MALLOC_TRIM_THRESHOLD_="65536") == [4096, 4096]
+    assert blocks(MALLOC_TRIM_THRESHOLD_="65536", ZPML_NUMPY_BLOCK="1000") == [1000, 1000]
