@@ -32,6 +32,7 @@ of ``zpml-core[fast]`` allocate only their outputs and do not depend on this.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -73,7 +74,6 @@ MIN_FIXED_BLOCK = 2048
 _GLIBC_FIXED_DEFAULT = 128 * 1024
 _MALLOC_VARS = {"MALLOC_TRIM_THRESHOLD_": "trim_threshold", "MALLOC_TOP_PAD_": "top_pad",
                 "MALLOC_MMAP_THRESHOLD_": "mmap_threshold", "MALLOC_MMAP_MAX_": "mmap_max"}
-_fixed_block: list[int | None] = []  # memo of fixed_threshold_block() (a process constant)
 
 
 def _start_malloc_settings(environ: bytes) -> dict[str, int]:
@@ -102,9 +102,9 @@ def _start_malloc_settings(environ: bytes) -> dict[str, int]:
     return found
 
 
-def fixed_threshold_block(environ: bytes | None = None) -> int | None:
-    """The block size for a process that *started* with fixed glibc malloc thresholds,
-    else ``None`` (dynamic thresholds, not Linux, or ``/proc/self/environ`` unreadable).
+def fixed_threshold_block(environ: bytes) -> int | None:
+    """The block size for a process whose initial environment (``/proc/self/environ``
+    content) fixes glibc's malloc thresholds, else ``None`` (dynamic thresholds).
 
     glibc reads its settings once, from the environment at exec — not ``os.environ``,
     which may have changed since (distributed's Nanny writes ``MALLOC_TRIM_THRESHOLD_``
@@ -115,17 +115,6 @@ def fixed_threshold_block(environ: bytes | None = None) -> int | None:
     threshold (unbounded for ``MALLOC_MMAP_MAX_=0``) and four of them within
     ``max(trim, pad)``; between ``MIN_FIXED_BLOCK`` and ``DEFAULT_BLOCK`` (distributed's
     ``MALLOC_TRIM_THRESHOLD_=65536``: 4096)."""
-    if environ is None:
-        if _fixed_block:
-            return _fixed_block[0]
-        try:
-            with open("/proc/self/environ", "rb") as f:
-                raw = f.read()
-        except OSError:
-            raw = b""
-        block = fixed_threshold_block(raw)
-        _fixed_block.append(block)
-        return block
     found = _start_malloc_settings(environ)
     if not found:
         return None
@@ -141,12 +130,23 @@ def fixed_threshold_block(environ: bytes | None = None) -> int | None:
     return block
 
 
+@functools.cache
+def _process_block() -> int | None:
+    """:func:`fixed_threshold_block` of this process (a process constant, read once;
+    ``None`` off Linux or where ``/proc/self/environ`` is unreadable)."""
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            return fixed_threshold_block(f.read())
+    except OSError:
+        return None
+
+
 def block_size() -> int:
     """``ZPML_NUMPY_BLOCK`` if set, else :data:`DEFAULT_BLOCK` — or, in a process started
     with fixed malloc thresholds, :func:`fixed_threshold_block`."""
     raw = os.environ.get("ZPML_NUMPY_BLOCK")
     if raw is None:
-        fixed = fixed_threshold_block()
+        fixed = _process_block()
         return DEFAULT_BLOCK if fixed is None else fixed
     try:
         return max(int(raw.strip()), 0)

@@ -178,14 +178,18 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 #: what fixes glibc's malloc thresholds for a process (any of these switches its dynamic
 #: adjustment off); distributed's Nanny, for one, exports MALLOC_TRIM_THRESHOLD_
-_MALLOC_SETTINGS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_THRESHOLD_",
-                    "MALLOC_MMAP_MAX_", "GLIBC_TUNABLES", "LD_PRELOAD")
+_MALLOC_SETTINGS = (*_chunked._MALLOC_VARS, "GLIBC_TUNABLES", "LD_PRELOAD")
+
+
+def _default_env(**settings: str) -> dict[str, str]:
+    """This environment without malloc settings or ``ZPML_NUMPY_BLOCK``, plus ``settings``."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in _MALLOC_SETTINGS and k != "ZPML_NUMPY_BLOCK"}
+    return {**env, **settings}
 
 
 def _heap_faults(mode: str, **settings: str) -> int:
-    env = {k: v for k, v in os.environ.items()
-           if k not in _MALLOC_SETTINGS and k != "ZPML_NUMPY_BLOCK"}
-    env.update(ZPML_FAST="0", **settings)
+    env = _default_env(ZPML_FAST="0", **settings)
     out = subprocess.run([sys.executable, "-c", _HEAP_PROBE, mode], env=env,
                          capture_output=True, text=True, timeout=120, check=True)
     return int(out.stdout.split()[-1])
@@ -239,18 +243,15 @@ import os, sys
 from zpml_backends import _chunked
 print(_chunked.block_size())
 os.environ["MALLOC_TRIM_THRESHOLD_"] = "65536"  # after the start: glibc never sees it
-_chunked._fixed_block.clear()
+_chunked._process_block.cache_clear()
 print(_chunked.block_size())
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/environ")
 def test_block_size_follows_the_settings_glibc_started_with() -> None:
-    env = {k: v for k, v in os.environ.items()
-           if k not in _MALLOC_SETTINGS and k != "ZPML_NUMPY_BLOCK"}
-
     def blocks(**extra: str) -> list[int]:
-        out = subprocess.run([sys.executable, "-c", _BLOCK_PROBE], env={**env, **extra},
+        out = subprocess.run([sys.executable, "-c", _BLOCK_PROBE], env=_default_env(**extra),
                              capture_output=True, text=True, timeout=120, check=True)
         return [int(v) for v in out.stdout.split()]
 
