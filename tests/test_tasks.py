@@ -158,23 +158,28 @@ def test_calibration_candidates_span_observed_q() -> None:
     assert all(math.isfinite(t) for t in taus) and max(taus) == big[0]
 
 
-def _bench(tmp: Path, backend: str, fit: str | None) -> dict[str, Any]:
+def _bench(tmp: Path, backend: str, fit: str | None, overrides: bool) -> dict[str, Any]:
     """One tiny bench run; ``fit=None`` leaves ``--fit`` out (the per-task default:
-    ``angle_l1`` on the pole task, ``angle`` on ik_ref)."""
+    ``angle_l1`` on the pole task, ``angle`` on ik_ref); ``overrides`` sets the denominator
+    head, the inputs and the batch size explicitly instead of taking the task defaults."""
     from zpml_core.cli import main as cli_main
 
     out = tmp / backend
-    # (the softplus denominator head: the linear one is what `zpml demo` runs)
+    extra = ["--q-head", "softplus", "--inputs", "raw", "--batch-size", "32"] if overrides else []
     assert cli_main(["bench", "--tasks", "pole,ik_ref", "--seeds", "1", "--epochs", "1",
                      "--n-samples", "200", "--backends", backend,
                      *([] if fit is None else ["--fit", fit]),
-                     "--q-head", "softplus", "--out", str(out), "--quiet"]) == 0
+                     *extra, "--out", str(out), "--quiet"]) == 0
     lines = (out / "results.jsonl").read_text().splitlines()
     assert [json.loads(s)["task"] for s in lines] == ["pole", "ik_ref"]
-    for s, want in zip(lines, (fit or "angle_l1", fit or "angle"), strict=True):
+    # per-task defaults: the pole task keeps the guide's head on raw inputs in batches of
+    # 64; ik_ref gets a positive Q on quantile features in batches of 128
+    defaults = [("linear", "raw", 64), ("softplus", "quantile", 128)]
+    for s, want, dflt in zip(lines, (fit or "angle_l1", fit or "angle"), defaults, strict=True):
         rec = json.loads(s)
         assert rec["backend"] == backend and rec["fit"] == want and Path(rec["log"]).exists()
-        assert rec["q_head"] == "softplus"
+        got = (rec["q_head"], rec["inputs"], rec["batch_size"])
+        assert got == (("softplus", "raw", 32) if overrides else dflt)
     summary = json.loads((out / "summary.json").read_text())
     assert {g["task"] for g in summary["groups"]} == {"pole", "ik_ref"}
     assert set(summary["predict_zero"]) == {"pole", "ik_ref"}
@@ -191,7 +196,8 @@ def test_bench_end_to_end(tmp_path: Path, backend: str, capsys: pytest.CaptureFi
     if backend == "jax":
         pytest.importorskip("optax")
         monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
-    summary = _bench(tmp_path, backend, "angle" if backend == "torch" else None)
+    summary = _bench(tmp_path, backend, "angle" if backend == "torch" else None,
+                     overrides=backend == "jax")
     text = capsys.readouterr().out
     assert "torch.set_num_threads(1)" in text or backend == "jax"
     assert "| predict-0 |" in text and "mse (1e-05, 0.0001]" in text
@@ -202,6 +208,7 @@ def test_bench_end_to_end(tmp_path: Path, backend: str, capsys: pytest.CaptureFi
 def test_bench_argument_errors(capsys: pytest.CaptureFixture[str]) -> None:
     from zpml_core.cli import main as cli_main
 
-    for bad in (["--tasks", "nope"], ["--fit", "mse"], ["--seeds", "0"], ["--backends", "tf"]):
+    for bad in (["--tasks", "nope"], ["--fit", "mse"], ["--seeds", "0"], ["--backends", "tf"],
+                ["--batch-size", "0"]):
         assert cli_main(["bench", *bad]) == 2
     assert "--tasks" in capsys.readouterr().err

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from zpml_tasks.data import TASKS, make_task
+from zpml_tasks.features import INPUTS
 from zpml_tasks.metrics import bucket_labels
 from zpml_tasks.runner import DEFAULT_FIT, FITS
 
@@ -60,12 +61,13 @@ def summarize(records: Sequence[dict[str, Any]], baselines: dict[str, dict[str, 
               ) -> dict[str, Any]:
     """Group run records by (task, backend, fit); median/IQR of every scalar metric and
     of every bucket, diverged count, and the task's predict-0 metrics."""
-    groups: dict[tuple[str, str, str, str, int], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, str, str, str, int], list[dict[str, Any]]] = {}
     for r in records:
-        key = (r["task"], r["backend"], r["fit"], r.get("q_head", "linear"), r["epochs"])
+        key = (r["task"], r["backend"], r["fit"], r.get("q_head", "linear"),
+               r.get("inputs", "raw"), r["epochs"])
         groups.setdefault(key, []).append(r)
     out: dict[str, Any] = {"groups": [], "predict_zero": baselines}
-    for (task, backend, fit, q_head, _), rs in sorted(groups.items()):
+    for (task, backend, fit, q_head, inputs, _), rs in sorted(groups.items()):
         metrics: dict[str, Any] = {}
         for key, val in rs[0]["metrics"].items():
             if isinstance(val, list):
@@ -75,7 +77,7 @@ def summarize(records: Sequence[dict[str, Any]], baselines: dict[str, dict[str, 
         metrics["tau_infer"] = _q([r["tau_infer"] for r in rs])
         metrics["train_seconds"] = _q([r["train_seconds"] for r in rs])
         g: dict[str, Any] = {
-            "task": task, "backend": backend, "fit": fit, "q_head": q_head,
+            "task": task, "backend": backend, "fit": fit, "q_head": q_head, "inputs": inputs,
             "seeds": [r["seed"] for r in rs],
             "epochs": rs[0]["epochs"], "n_train": rs[0]["n_train"], "n_test": rs[0]["n_test"],
             "diverged": int(sum(bool(r["diverged"]) for r in rs)), "runs": len(rs),
@@ -118,6 +120,7 @@ def table(summary: dict[str, Any], task: str, edges: tuple[float, ...], right_cl
             continue
         m = g["metrics"]
         fit = g["fit"] + ("" if g.get("q_head", "linear") == "linear" else f", {g['q_head']} Q")
+        fit += "" if g.get("inputs", "raw") == "raw" else f", {g['inputs']} inputs"
         row = [g["backend"], fit, str(g["epochs"]), str(g["runs"]), str(g["diverged"])]
         row += [_cell(m[h], spec) for h, spec in heads]
         row.append(_val(m["tau_infer"]["median"], ".2e"))
@@ -157,10 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default per task)")
     p.add_argument("--schedule", default=None, choices=("constant", "cosine"),
                    help="learning-rate schedule: constant, or cosine decay to 0 over the run "
-                   "(default per task: pole and ik_pole cosine, ik_ref constant)")
-    p.add_argument("--q-head", default="linear", choices=("linear", "softplus"),
+                   "(default cosine on every task; the reference ik_ref recipe uses constant)")
+    p.add_argument("--q-head", default=None, choices=("linear", "softplus"),
                    help="denominator head: linear (the guide's RationalHead) or softplus "
-                   "(Q > 0; for tasks whose targets are finite everywhere, e.g. ik_ref)")
+                   "(Q > 0, for targets finite everywhere; default per task: ik_ref "
+                   "softplus, the others linear)")
+    p.add_argument("--inputs", default=None, choices=INPUTS,
+                   help="model inputs: raw, or raw plus their quantile coordinates fitted "
+                   "on the training inputs (default per task: ik_ref quantile, the others raw)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="mini-batch size (default per task: pole 64, ik_pole 128, ik_ref 128; "
+                   "the reference's ik_ref recipe uses 256)")
     p.add_argument("--lambda-margin", type=float, default=None,
                    help="LossConfig.lambda_margin (default 0.1)")
     p.add_argument("--policy", default="project",
@@ -224,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         errs.append(f"--fit: choose from {', '.join(FITS)}")
     if not wanted or any(b not in ("torch", "jax") for b in wanted):
         errs.append("--backends: choose from torch, jax")
-    for name in ("seeds", "epochs", "n_samples", "threads"):
+    for name in ("seeds", "epochs", "n_samples", "threads", "batch_size"):
         v = getattr(args, name)
         if v is not None and v < 1:
             errs.append(f"--{name.replace('_', '-')} must be >= 1")
@@ -258,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     r = run(task, backend, seed=seed, fit=fit, epochs=args.epochs, lr=args.lr,
                             out=os.path.join(args.out, "runs"), policy=args.policy,
                             schedule=args.schedule, q_head=args.q_head,
-                            loss_overrides=overrides)
+                            loss_overrides=overrides, inputs=args.inputs,
+                            batch_size=args.batch_size)
                     records.append(r.record)
                     plots.setdefault((name, backend, fit), []).append((r.record, r.plot))
                     with open(res_path, "a", encoding="utf-8") as f:

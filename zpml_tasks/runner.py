@@ -1,7 +1,8 @@
 """One training run of a benchmark task on torch or JAX, through ``SCMTrainer``.
 
 :func:`run` builds the guide's ``RationalHead`` (2×64 ReLU MLP; ``P`` and one shared
-``Q``) from numpy initial weights (the same values on every backend), trains it with
+``Q``) from numpy initial weights (the same values on every backend) on the task's
+inputs or their quantile features (:mod:`zpml_tasks.features`), trains it with
 ``SCMTrainingLoss(LossConfig(fit=…))`` passed straight to ``SCMTrainer``, picks
 ``tau_infer`` (the task's fixed value, or :func:`~zpml_core.training.calibrate_tau_infer`
 on the validation split), decodes the test split with strict inference and scores it
@@ -23,13 +24,17 @@ from typing import Any
 import numpy as np
 
 from zpml_tasks.data import Task
+from zpml_tasks.features import INPUTS, QuantileFeatures
 from zpml_tasks.metrics import decode, learned_pole, predict_zero, task_metrics
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_BATCH",
     "DEFAULT_EPOCHS",
     "DEFAULT_FIT",
+    "DEFAULT_INPUTS",
     "DEFAULT_LR",
+    "DEFAULT_Q_HEAD",
     "FITS",
     "RunResult",
     "available",
@@ -53,12 +58,19 @@ DEFAULT_FIT = {"pole": "angle_l1", "ik_pole": "angle_l1", "ik_ref": "angle"}
 #: line slowly (exact singular rows answered ⊥, torch/JAX medians over 10 seeds with
 #: angle_l1: 0.66/0.58 at 40 epochs, 0.86/0.80 at 200, 0.89/0.94 at 400, 0.92/0.98 at 600)
 DEFAULT_EPOCHS = {"pole": 40, "ik_pole": 600, "ik_ref": 5}
-#: Adam learning rates: the reference IK recipe uses 1e-3, the demo tasks 3e-3
-DEFAULT_LR = {"pole": 3e-3, "ik_pole": 3e-3, "ik_ref": 1e-3}
-#: learning-rate schedules: the zeros of Q (the pole, the singular line) are located more
-#: precisely when the step size decays (cosine to 0); ik_ref keeps the reference's
-#: constant rate
-DEFAULT_SCHEDULE = {"pole": "cosine", "ik_pole": "cosine", "ik_ref": "constant"}
+#: Adam learning rates (the reference IK recipe uses 1e-3 at batch 256)
+DEFAULT_LR = {"pole": 3e-3, "ik_pole": 3e-3, "ik_ref": 3e-3}
+#: learning-rate schedules: the zeros of Q (the pole, the singular line) and the steep
+#: damped ramp of ik_ref are located more precisely when the step size decays (cosine to 0)
+DEFAULT_SCHEDULE = {"pole": "cosine", "ik_pole": "cosine", "ik_ref": "cosine"}
+#: mini-batch sizes where they differ from the task's own (``Task.batch_size``, the
+#: reference's 256 on ik_ref): twice the updates per epoch on ik_ref
+DEFAULT_BATCH = {"ik_ref": 128}
+#: model inputs (:data:`zpml_tasks.features.INPUTS`): quantile coordinates where 30 % of
+#: the rows crowd within ~3e-3 rad of the singular lines (ik_ref), raw elsewhere
+DEFAULT_INPUTS = {"pole": "raw", "ik_pole": "raw", "ik_ref": "quantile"}
+#: denominator heads: a positive Q where the targets are finite everywhere (ik_ref)
+DEFAULT_Q_HEAD = {"pole": "linear", "ik_pole": "linear", "ik_ref": "softplus"}
 
 
 def available(name: str) -> bool:
@@ -139,20 +151,22 @@ def _torch_positive_q(model: Any) -> Any:
 
 
 def _model(backend: str, params: dict[str, Any], task: Task, lr: float, schedule: str,
-           total_steps: int, q_head: str = "linear") -> tuple[Any, Any, Any]:
+           total_steps: int, q_head: str = "linear", input_dim: int | None = None
+           ) -> tuple[Any, Any, Any]:
     """``(model, optimizer, scheduler)``: the RationalHead (``q_head`` in
-    :data:`Q_HEADS`), Adam at ``lr``, constant or cosine-decayed to 0 over
+    :data:`Q_HEADS`; ``input_dim`` features, default the task's inputs), Adam at ``lr``, constant or cosine-decayed to 0 over
     ``total_steps`` optimizer updates (torch: ``CosineAnnealingLR`` stepped per update;
     JAX: ``optax.cosine_decay_schedule`` inside the optimizer)."""
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
     if q_head not in Q_HEADS:
         raise ValueError(f"q_head must be one of {Q_HEADS}, got {q_head!r}")
+    input_dim = task.input_dim if input_dim is None else input_dim
     if backend == "torch":
         import torch
         from zpml_backends.torch_training import demo_model
 
-        model, opt = demo_model(params, task.input_dim, task.output_dim, lr)
+        model, opt = demo_model(params, input_dim, task.output_dim, lr)
         if q_head == "softplus":
             model = _torch_positive_q(model)
         sched = None
@@ -163,7 +177,7 @@ def _model(backend: str, params: dict[str, Any], task: Task, lr: float, schedule
     import optax
     from zpml_backends.jax_training import demo_model as jax_demo_model
 
-    (apply, p), opt = jax_demo_model(params, task.input_dim, task.output_dim, lr)
+    (apply, p), opt = jax_demo_model(params, input_dim, task.output_dim, lr)
     if q_head == "softplus":
         inner = apply
 
@@ -280,8 +294,13 @@ def run(task: Task, backend: str, *, seed: int, fit: str = "implicit", epochs: i
         target_coverage: float = 0.95, quiet: bool = True, tag: str = "",
         checkpoint: str | None = None, log_path: str | None = None,
         checkpoint_metadata: dict[str, Any] | None = None, schedule: str | None = None,
-        q_head: str = "linear", loss_overrides: dict[str, float] | None = None) -> RunResult:
-    """Train ``task`` on ``backend`` and score the test split (module docstring)."""
+        q_head: str | None = None, loss_overrides: dict[str, float] | None = None,
+        inputs: str | None = None, batch_size: int | None = None) -> RunResult:
+    """Train ``task`` on ``backend`` and score the test split (module docstring).
+
+    ``None`` for ``epochs``, ``lr``, ``schedule``, ``q_head``, ``inputs`` (the model's
+    input features, :data:`zpml_tasks.features.INPUTS`) and ``batch_size`` takes the
+    task's default (``DEFAULT_*``)."""
     from zpml_core.losses import SCMTrainingLoss
     from zpml_core.training import ArrayLoader, SCMTrainer, TrainingConfig, calibrate_tau_infer
     from zpml_core.utils.logging import JsonlLogger
@@ -289,6 +308,20 @@ def run(task: Task, backend: str, *, seed: int, fit: str = "implicit", epochs: i
     epochs = DEFAULT_EPOCHS.get(task.name, 20) if epochs is None else epochs
     lr = DEFAULT_LR.get(task.name, 1e-3) if lr is None else lr
     schedule = DEFAULT_SCHEDULE.get(task.name, "constant") if schedule is None else schedule
+    q_head = DEFAULT_Q_HEAD.get(task.name, "linear") if q_head is None else q_head
+    inputs = DEFAULT_INPUTS.get(task.name, "raw") if inputs is None else inputs
+    if inputs not in INPUTS:
+        raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}")
+    if batch_size is None:
+        batch_size = DEFAULT_BATCH.get(task.name, task.batch_size)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    # the model sees features(x): the raw inputs, or with their quantile coordinates
+    # fitted on the training inputs (zpml_tasks.features)
+    qf = QuantileFeatures.fit(task.train.x) if inputs == "quantile" else None
+
+    def features(x: np.ndarray) -> np.ndarray:
+        return x if qf is None else qf.transform(x)
     name = f"{task.name}_{backend}_{fit}_s{seed}{tag}"
     if log_path is None and out is not None:
         log_path = os.path.join(out, f"{name}.jsonl")
@@ -311,22 +344,24 @@ def run(task: Task, backend: str, *, seed: int, fit: str = "implicit", epochs: i
         max_epochs=epochs, tau_train_min=TAU_TRAIN[0], tau_train_max=TAU_TRAIN[1],
         tau_infer=1e-6, coverage_threshold=0.0, coverage_patience=1,
         gradient_policy=_policy(policy),
-        val_loader=ArrayLoader(va.x, va.y, batch_size=4096),
+        val_loader=ArrayLoader(features(va.x), va.y, batch_size=4096),
         log_hook=hook, seed=seed,
     )
-    steps = epochs * math.ceil(len(task.train) / task.batch_size)
-    model, optimizer, sched = _model(backend, init_params(seed, task.input_dim, task.output_dim),
-                                     task, lr, schedule, steps, q_head)
+    steps = epochs * math.ceil(len(task.train) / batch_size)
+    n_in = task.input_dim if qf is None else qf.n_features
+    model, optimizer, sched = _model(backend, init_params(seed, n_in, task.output_dim),
+                                     task, lr, schedule, steps, q_head, n_in)
     trainer = SCMTrainer(
         model=model, optimizer=optimizer, loss_fn=SCMTrainingLoss(loss_config(fit, **(loss_overrides or {}))),
-        train_loader=ArrayLoader(task.train.x, task.train.y, batch_size=task.batch_size, shuffle=True),
+        train_loader=ArrayLoader(features(task.train.x), task.train.y, batch_size=batch_size,
+                                 shuffle=True),
         config=config, scheduler=sched,
     )
     t0 = time.perf_counter()
     try:
         trainer.fit()
         train_s = time.perf_counter() - t0
-        Pv, Qv = _predict(trainer, va.x)
+        Pv, Qv = _predict(trainer, features(va.x))
         calib = None
         if task.tau_infer is None:
             calib = calibrate_tau_infer(Pv, Qv, va.y, target_coverage=target_coverage)
@@ -334,17 +369,17 @@ def run(task: Task, backend: str, *, seed: int, fit: str = "implicit", epochs: i
         else:
             tau = task.tau_infer
         trainer.tau_infer = tau
-        P, Q = _predict(trainer, task.test.x)
+        P, Q = _predict(trainer, features(task.test.x))
         pole = None
         plot: dict[str, Any] = {}
         if task.name == "pole":
             a = float(task.meta["a"])
             grid = (a + np.linspace(-0.05, 0.05, 20001)).astype(np.float32)
-            _, Qg = _predict(trainer, grid[:, None])
+            _, Qg = _predict(trainer, features(grid[:, None]))
             pole = learned_pole(grid, Qg, a)
         slices = []
         for s in _slices(task):
-            Ps, Qs = _predict(trainer, s["inputs"])
+            Ps, Qs = _predict(trainer, features(s["inputs"]))
             dec, bot = decode(Ps, Qs, tau)
             slices.append({**s, "pred": dec.reshape(dec.shape[0], -1), "bottom": bot,
                            "Q": Qs.reshape(-1)})
@@ -355,15 +390,20 @@ def run(task: Task, backend: str, *, seed: int, fit: str = "implicit", epochs: i
         if logger is not None:
             logger.close()
     if checkpoint is not None:
-        trainer.save_checkpoint(checkpoint, tau_infer=tau, metadata=checkpoint_metadata or {"task": task.name})
+        meta = dict(checkpoint_metadata or {"task": task.name})
+        if qf is not None:  # the model's inputs are features: needed to use the checkpoint
+            meta["inputs"] = inputs
+            meta["features"] = qf.to_dict()
+        trainer.save_checkpoint(checkpoint, tau_infer=tau, metadata=meta)
     dec, bot = decode(P, Q, tau)
     m = task_metrics(task, task.test, dec, bot, pole=pole)
     train_losses = [r["loss"] for r in recs if r["phase"] == "train" and r.get("loss") is not None]
     record: dict[str, Any] = {
         "task": task.name, "backend": backend, "framework": framework_version(backend),
         "fit": fit, "seed": seed, "epochs": trainer.current_epoch, "lr": lr,
-        "policy": policy or "none", "schedule": schedule, "q_head": q_head,
-        "loss_config": loss_config(fit, **(loss_overrides or {})).to_dict(), "n_train": len(task.train), "n_test": len(task.test),
+        "policy": policy or "none", "schedule": schedule, "q_head": q_head, "inputs": inputs,
+        "batch_size": batch_size, "loss_config": loss_config(fit, **(loss_overrides or {})).to_dict(),
+        "n_train": len(task.train), "n_test": len(task.test),
         "tau_infer": tau, "tau_source": "fixed" if calib is None else "calibrated",
         "metrics": m, "diverged": diverged(task, m, baseline(task)),
         "final_train_loss": float(np.mean(train_losses[-50:])) if train_losses else math.nan,
