@@ -154,9 +154,10 @@ def _model(backend: str, params: dict[str, Any], task: Task, lr: float, schedule
            total_steps: int, q_head: str = "linear", input_dim: int | None = None
            ) -> tuple[Any, Any, Any]:
     """``(model, optimizer, scheduler)``: the RationalHead (``q_head`` in
-    :data:`Q_HEADS`; ``input_dim`` features, default the task's inputs), Adam at ``lr``, constant or cosine-decayed to 0 over
-    ``total_steps`` optimizer updates (torch: ``CosineAnnealingLR`` stepped per update;
-    JAX: ``optax.cosine_decay_schedule`` inside the optimizer)."""
+    :data:`Q_HEADS`; ``input_dim`` features, default the task's inputs), Adam at
+    ``lr``, constant or cosine-decayed to 0 over ``total_steps`` optimizer updates
+    (torch: ``CosineAnnealingLR`` stepped per update; JAX:
+    ``optax.cosine_decay_schedule`` inside the optimizer)."""
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
     if q_head not in Q_HEADS:
