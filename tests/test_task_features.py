@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from zpml_tasks.data import ik_ref_task, pole_task
-from zpml_tasks.features import QuantileFeatures
+from zpml_tasks.features import MAX_KNOTS, QuantileFeatures
 
 
 def test_uniform_grid_gives_the_exact_cdf() -> None:
@@ -73,6 +73,22 @@ def test_quantile_coordinate_stretches_the_crowded_singular_line() -> None:
     assert near > 50 and 0.1 < far < 0.5 and near / far > 200
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_extreme_magnitudes_give_finite_knots(dtype: type) -> None:
+    # interpolating between −max and +max overflows (max − (−max) = inf); the knots must
+    # still be finite and the map monotone, with ±max at ±1 and 0 in the middle
+    big = float(np.finfo(dtype).max)
+    x = np.array([[-big], [-big / 2], [0.0], [big / 2], [big]], dtype)
+    qf = QuantileFeatures.fit(x, n_knots=9)
+    assert np.all(np.isfinite(qf.knots[0])) and np.all(np.diff(qf.knots[0]) > 0)
+    assert np.all(np.diff(qf.levels[0]) >= 0)
+    u = qf.transform(np.array([[-big], [0.0], [big], [np.inf], [-np.inf]], dtype))[:, 1]
+    np.testing.assert_array_equal(u, np.array([-1.0, 0.0, 1.0, 1.0, -1.0], dtype))
+    two = QuantileFeatures.fit(np.array([[-big], [big]], dtype), n_knots=5)
+    assert np.all(np.isfinite(two.knots[0]))
+    np.testing.assert_array_equal(two.transform(np.array([[-big], [big]], dtype))[:, 1], [-1.0, 1.0])
+
+
 def test_roundtrip_and_validation() -> None:
     t = pole_task(0)
     qf = QuantileFeatures.fit(t.train.x, n_knots=64)
@@ -80,7 +96,8 @@ def test_roundtrip_and_validation() -> None:
     back = QuantileFeatures.from_dict(d)
     np.testing.assert_array_equal(back.transform(t.test.x), qf.transform(t.test.x))
     x = np.ones((10, 2))
-    for bad, exc in ((True, TypeError), (3.0, TypeError), (1, ValueError), (0, ValueError)):
+    for bad, exc in ((True, TypeError), (3.0, TypeError), (1, ValueError), (0, ValueError),
+                     (MAX_KNOTS + 1, ValueError)):
         with pytest.raises(exc, match="n_knots"):
             QuantileFeatures.fit(x, n_knots=bad)  # type: ignore[arg-type]
     for arr in (np.ones(10), np.ones((1, 2)), np.ones((5, 0))):

@@ -24,7 +24,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["INPUTS", "QuantileFeatures"]
+__all__ = ["INPUTS", "MAX_KNOTS", "QuantileFeatures"]
+
+#: largest ``n_knots`` accepted by :meth:`QuantileFeatures.fit`
+MAX_KNOTS = 1_000_000
 
 #: input representations of the benchmark models: the raw inputs, or the raw inputs
 #: followed by their quantile coordinates (:class:`QuantileFeatures`)
@@ -47,8 +50,8 @@ class QuantileFeatures:
         the mean of theirs (the CDF stays a function)."""
         if isinstance(n_knots, bool) or not isinstance(n_knots, int):
             raise TypeError(f"n_knots must be an int, got {type(n_knots).__name__}")
-        if n_knots < 2:
-            raise ValueError(f"n_knots must be >= 2, got {n_knots}")
+        if not 2 <= n_knots <= MAX_KNOTS:
+            raise ValueError(f"n_knots must be in [2, {MAX_KNOTS}], got {n_knots}")
         a = np.asarray(x)
         if a.ndim != 2 or a.shape[0] < 2 or a.shape[1] < 1:
             raise ValueError(f"x must be 2-D with at least 2 rows and 1 column, got shape {a.shape}")
@@ -60,7 +63,13 @@ class QuantileFeatures:
         q = np.linspace(0.0, 1.0, n_knots)
         knots, levels = [], []
         for j in range(a.shape[1]):
-            k = np.quantile(a[:, j], q)
+            with np.errstate(over="ignore", invalid="ignore"):
+                k = np.quantile(a[:, j], q)
+            if not np.all(np.isfinite(k)):
+                # the interpolation between order statistics overflowed (values of both
+                # signs near finfo.max): interpolate the halves (exact for normal
+                # numbers), which cannot overflow, and double the result
+                k = 2.0 * np.quantile(a[:, j] * 0.5, q)
             uk, inv = np.unique(k, return_inverse=True)
             lv = np.bincount(inv, weights=q) / np.bincount(inv)
             knots.append(uk)
