@@ -4,8 +4,8 @@ For every task × backend × fit × seed, one :func:`zpml_tasks.runner.run`; wri
 
 * ``<out>/runs/<task>_<backend>_<fit>_s<seed>.jsonl`` — the trainer's metric log (v2);
 * ``<out>/results.jsonl`` — one record per run (config, metrics, tau_infer, diverged);
-* ``<out>/summary.json`` — per (task, backend, fit): median and IQR (25th–75th
-  percentile) of every metric over the seeds, the diverged-run count and the predict-0
+* ``<out>/summary.json`` — per (task, backend, fit, Q head, inputs, epochs): median
+  and IQR (25th–75th percentile) of every metric over the seeds, the diverged-run count and the predict-0
   baseline of the task;
 * ``<out>/bench_<task>.png`` — metric distributions per backend/fit with the predict-0
   level, per-bucket errors, and the predictions of the median seed over the full range;
@@ -59,8 +59,9 @@ def _q(vals: Sequence[float]) -> dict[str, float]:
 
 def summarize(records: Sequence[dict[str, Any]], baselines: dict[str, dict[str, Any]]
               ) -> dict[str, Any]:
-    """Group run records by (task, backend, fit); median/IQR of every scalar metric and
-    of every bucket, diverged count, and the task's predict-0 metrics."""
+    """Group run records by (task, backend, fit, Q head, inputs, epochs); median/IQR of
+    every scalar metric and of every bucket, diverged count, and the task's predict-0
+    metrics."""
     groups: dict[tuple[str, str, str, str, str, int], list[dict[str, Any]]] = {}
     for r in records:
         key = (r["task"], r["backend"], r["fit"], r.get("q_head", "linear"),
