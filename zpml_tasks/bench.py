@@ -5,8 +5,8 @@ For every task × backend × fit × seed, one :func:`zpml_tasks.runner.run`; wri
 * ``<out>/runs/<task>_<backend>_<fit>_s<seed>.jsonl`` — the trainer's metric log (v2);
 * ``<out>/results.jsonl`` — one record per run (config, metrics, tau_infer, diverged);
 * ``<out>/summary.json`` — per (task, backend, fit, Q head, inputs, epochs): median
-  and IQR (25th–75th percentile) of every metric over the seeds, the diverged-run count and the predict-0
-  baseline of the task;
+  and IQR (25th–75th percentile) of every metric over the seeds, the diverged-run
+  count and the predict-0 baseline of the task;
 * ``<out>/bench_<task>.png`` — metric distributions per backend/fit with the predict-0
   level, per-bucket errors, and the predictions of the median seed over the full range;
 

@@ -80,10 +80,6 @@ class QuantileFeatures:
     def n_inputs(self) -> int:
         return len(self.knots)
 
-    @property
-    def n_features(self) -> int:
-        return 2 * self.n_inputs
-
     def transform(self, x: Any) -> np.ndarray:
         """``[x, 2·F̂(x) − 1]`` along the last axis, in ``x``'s float dtype (float32
         for integer inputs); a single knot maps to 0."""

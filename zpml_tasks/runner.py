@@ -323,6 +323,8 @@ def run(task: Task, backend: str, *, seed: int, fit: str = "implicit", epochs: i
 
     def features(x: np.ndarray) -> np.ndarray:
         return x if qf is None else qf.transform(x)
+
+    x_train, x_val = features(task.train.x), features(task.val.x)
     name = f"{task.name}_{backend}_{fit}_s{seed}{tag}"
     if log_path is None and out is not None:
         log_path = os.path.join(out, f"{name}.jsonl")
@@ -345,24 +347,23 @@ def run(task: Task, backend: str, *, seed: int, fit: str = "implicit", epochs: i
         max_epochs=epochs, tau_train_min=TAU_TRAIN[0], tau_train_max=TAU_TRAIN[1],
         tau_infer=1e-6, coverage_threshold=0.0, coverage_patience=1,
         gradient_policy=_policy(policy),
-        val_loader=ArrayLoader(features(va.x), va.y, batch_size=4096),
+        val_loader=ArrayLoader(x_val, va.y, batch_size=4096),
         log_hook=hook, seed=seed,
     )
     steps = epochs * math.ceil(len(task.train) / batch_size)
-    n_in = task.input_dim if qf is None else qf.n_features
+    n_in = x_train.shape[1]
     model, optimizer, sched = _model(backend, init_params(seed, n_in, task.output_dim),
                                      task, lr, schedule, steps, q_head, n_in)
     trainer = SCMTrainer(
         model=model, optimizer=optimizer, loss_fn=SCMTrainingLoss(loss_config(fit, **(loss_overrides or {}))),
-        train_loader=ArrayLoader(features(task.train.x), task.train.y, batch_size=batch_size,
-                                 shuffle=True),
+        train_loader=ArrayLoader(x_train, task.train.y, batch_size=batch_size, shuffle=True),
         config=config, scheduler=sched,
     )
     t0 = time.perf_counter()
     try:
         trainer.fit()
         train_s = time.perf_counter() - t0
-        Pv, Qv = _predict(trainer, features(va.x))
+        Pv, Qv = _predict(trainer, x_val)
         calib = None
         if task.tau_infer is None:
             calib = calibrate_tau_infer(Pv, Qv, va.y, target_coverage=target_coverage)
