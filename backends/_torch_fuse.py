@@ -71,6 +71,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from zpml_backends._torch_direct import DirectPlan
+from zpml_backends._torch_direct import build as build_plan
 from zpml_backends._torch_graph import bool_outputs, is_library_call, vectorisable_masks
 
 DEFAULT_MIN_NUMEL = 1 << 13
@@ -180,7 +182,8 @@ def _flat(arrays: tuple[Any, ...]) -> Iterator[Any]:
 class _KernelState:
     """Per-kernel bookkeeping (created eagerly, never under tracing)."""
 
-    __slots__ = ("broken", "decision", "entries", "exact", "library", "name")
+    __slots__ = ("broken", "captured", "decision", "entries", "exact", "library", "name",
+                 "plans")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -191,6 +194,11 @@ class _KernelState:
         self.exact: dict[bool, int] = {True: 0, False: 0}  # graphs fused / not fused
         self.decision: bool | None = None  # set by the compile backend
         self.library = False  # a fused graph calls a library function (LIBRARY_FACTOR)
+        # signature → a Dynamo-free call of its compiled graph (``_torch_direct``)
+        self.plans: dict[Any, DirectPlan] = {}
+        # what the compile backend just built: (graph, compiled function, positions of
+        # its uint8 outputs that are bool masks)
+        self.captured: tuple[Any, Any, list[int]] | None = None
 
 
 class TorchFuser:
@@ -280,6 +288,7 @@ class TorchFuser:
             fused: Callable[..., Any] = compile_fx(  # type: ignore[assignment]
                 gm, example_inputs, config_patches=dict(_INDUCTOR_OPTIONS))
             state.exact[True] += 1
+            state.captured = (gm, fused, as_bytes)
             return bool_outputs(fused, as_bytes) if as_bytes else fused
 
         def first_call(key: Any, arrays: tuple[Any, ...], static: dict[str, Any]) -> Any:
@@ -294,6 +303,7 @@ class TorchFuser:
                     return entry(*arrays, **static)
                 compiled = _compile_copy(kernel, len(state.entries), backend)
                 state.decision = None
+                state.captured = None
                 try:
                     out = compiled(*arrays, **static)
                 except Exception as exc:  # no compiler, unsupported platform, ...
@@ -301,6 +311,11 @@ class TorchFuser:
                     failure = exc
                 else:
                     state.entries[key] = compiled if state.decision else kernel
+                    if state.decision and state.captured is not None:
+                        plan = build_plan(compiled, state.captured, arrays, static, out)
+                        if plan is not None:
+                            state.plans[key] = plan
+                    state.captured = None
                     return out
             self._warn_once(kernel, failure)  # outside the suppression
             return kernel(*arrays, **_with_compat_namespace(static))
@@ -319,6 +334,11 @@ class TorchFuser:
                 if len(state.entries) >= MAX_SIGNATURES:
                     return kernel(*arrays, **static)
                 return first_call(key, arrays, fused_static)
+            plan = state.plans.get(key)
+            if plan is not None:
+                out = plan(arrays, fused_static)
+                if out is not None:
+                    return out
             try:
                 return entry(*arrays, **fused_static)
             except Exception:  # an unforeseen recompile failed: this signature goes eager
@@ -326,6 +346,15 @@ class TorchFuser:
                 return kernel(*arrays, **static)
 
         return run
+
+    def plan(self, kernel: Callable[..., Any], arrays: tuple[Any, ...],
+             static: dict[str, Any]) -> DirectPlan | None:
+        """The direct plan of ``kernel``'s compiled copy for the signature of
+        ``kernel(*arrays, **static)``, if a call compiled one (``_torch_direct``)."""
+        state = self._states.get(kernel.__qualname__)
+        if state is None or not state.plans:
+            return None
+        return state.plans.get(_signature(arrays, static))
 
     def fused_graphs(self) -> int:
         """How many graphs inductor compiled so far, over all kernels (diagnostics)."""

@@ -30,6 +30,8 @@ class TorchBackend(Backend):
         # Created here, not on first use: the first call may be traced by the caller's
         # torch.compile, and traced code must find everything it reads already built.
         self._fuser = TorchFuser()
+        # public op -> its kernel through the fuser (the fast path without numba)
+        self._compiled_ops: dict[str, Any] = {}
         self._results_registered = False
         _xp.add_trace_probe(dynamo_tracing)  # library caches stay untouched under Dynamo
         if "torch" in sys.modules:  # build the policy gate class now (no torch import)
@@ -80,8 +82,6 @@ class TorchBackend(Backend):
         fused = self._fused
         if fused is None:
             fused = self._fused = _load_fused()
-        if fused is False:
-            return None
         x = args[0]
         char = _FAST_DTYPES[x.dtype]
         if char is None:
@@ -96,6 +96,8 @@ class TorchBackend(Backend):
             y = args[1]
             if y.dtype is not x.dtype or y.shape != x.shape:
                 return None
+        if fused is False:  # no numba: the op's kernel as the fuser compiled it
+            return self._fast_compiled(op, args)
         try:  # zero-copy views; numpy() refuses grad, non-CPU, sparse, neg/conj bits
             xn = x.numpy()
             yn = y.numpy() if binary else None
@@ -126,6 +128,35 @@ class TorchBackend(Backend):
 
     _fused: Any = None
     _autograd: Any = None  # zpml_backends._torch_autograd_ops, or False
+
+    def _fast_compiled(self, op: str, args: tuple[Any, ...]) -> Any:
+        """The fast path without numba (``_torch_compiled_ops``): strided CPU tensors
+        (qualified by the caller as for the numba kernels, less the numpy view) to the
+        op's array-API kernel, through the fuser."""
+        strided = sys.modules["torch"].strided
+        x = args[0]
+        binary = len(args) >= 2
+        if not x.is_cpu or x.layout is not strided or x.is_neg():
+            return None
+        if binary:
+            y = args[1]
+            if not y.is_cpu or y.layout is not strided or y.is_neg():
+                return None
+        compiled = self._compiled_ops.get(op)
+        if compiled is None:
+            if op != "strict" and op not in _COMPILED_OPS:
+                return None
+            from zpml_backends._torch_compiled_ops import compiled_op
+
+            compiled = self._compiled_ops[op] = compiled_op(self._fuser, op, self)
+        if op == "strict":
+            thr, tau, tau_train = args[2](self._consts(x.dtype))
+            if tau == 0.0:  # tau_infer underflows: the array-API path raises
+                return None
+            return compiled(x, y, (), thr=thr, tau=tau, tau_train=tau_train)
+        if binary:
+            return compiled(x, y, None, None)
+        return compiled(x, None)
 
     def _consts(self, dtype: Any) -> Any:
         """The dtype's constants for the fast path (never traced there), memoised."""
@@ -293,6 +324,9 @@ class _DtypeChars(dict[Any, "str | None"]):
 
 
 _FAST_DTYPES = _DtypeChars()
+#: the public ops the fast path without numba runs through the fuser (``_torch_compiled_ops``)
+_COMPILED_OPS = frozenset({"add", "sub", "mul", "div", "neg", "inv", "log", "exp", "sqrt",
+                           "sin", "cos", "tan"})
 
 
 def _c_contiguous(a: Any) -> bool:

@@ -168,24 +168,33 @@ def cases(backend: str, data: dict[str, Any]) -> tuple[dict[str, tuple[Any, Any]
 
 
 class FastPath:
-    """Switch the public ops' fused fast path off and on again (in this process)."""
+    """Switch ``zpml-core[fast]`` off and on again (in this process): off behaves as if
+    numba were not installed (the adapters' fast paths then take what they do without
+    it: numpy the array-API path, torch its kernels through the inductor fuser)."""
 
     def __init__(self) -> None:
+        from zpml_backends import _fused
+
         from zpml_core import _registry
 
+        self._fused = _fused
         self._registry = _registry
-        self._saved = dict(_registry._FAST)
+        self._saved = dict(_fused._STATE)
+        self._installed = _fused.available()
 
     def set(self, on: bool) -> None:
-        self._registry._FAST.clear()
+        self._fused._STATE.clear()
         if on:
-            self._registry._FAST.update(self._saved)
+            self._fused._STATE.update(self._saved)
+        else:
+            self._fused._STATE.update(numba=None, error="switched off by bench_ops.py")
+        for be in self._registry._load().values():
+            if "_fused" in vars(be):
+                be._fused = None  # the adapter asks zpml_backends._fused again
 
     @property
     def installed(self) -> bool:
-        from zpml_backends import _fused
-
-        return bool(self._saved) and _fused.available()
+        return self._installed
 
 
 def available(name: str) -> bool:
