@@ -21,7 +21,7 @@ float64 elements. Once a kernel copy has compiled exactly one graph, a
 * **Checked once, on the call that compiled the graph:** the plan runs on the same
   arguments and must return exactly Dynamo's result — a tuple of tensors with the same
   dtypes, shapes, strides, ``requires_grad`` and bits, none of them an input or sharing
-  an input's storage — or no plan is kept.
+  an input's storage — without writing to an input, or no plan is kept.
 
 Everything here reads torch internals (the cache-entry and guard-manager API of torch
 ≥ 2.6); anything missing or unexpected means no plan, and calls take Dynamo's path,
@@ -89,9 +89,21 @@ _ARG = -1  # slot kinds (a non-negative kind is a dimension)
 _SCALAR = -2
 
 
+_SCALARS: dict[tuple[type, float, str], Any] = {}  # recent numbers as 0-d tensors
+_SCALARS_MAX = 64
+
+
 def _as_tensor(value: Any) -> Any:
-    """A Python number as Dynamo passes it to a graph (float64/int64, CPU, 0-d)."""
-    return sys.modules["torch"]._as_tensor_fullprec(value)
+    """A Python number as Dynamo passes it to a graph (``torch._as_tensor_fullprec``:
+    float64/int64, CPU, 0-d), memoised by type and exact value (a graph only reads its
+    inputs; strict inference passes the same thresholds on every call)."""
+    key = (type(value), value, value.hex() if type(value) is float else "")
+    t = _SCALARS.get(key)
+    if t is None:
+        if len(_SCALARS) >= _SCALARS_MAX:
+            _SCALARS.clear()
+        t = _SCALARS[key] = sys.modules["torch"]._as_tensor_fullprec(value)
+    return t
 
 
 def build(compiled: Any, captured: tuple[Any, Any, list[int]], arrays: tuple[Any, ...],
@@ -112,8 +124,12 @@ def build(compiled: Any, captured: tuple[Any, Any, list[int]], arrays: tuple[Any
         inner = getattr(_inductor_graph(fused), "current_callable", None)
         if inner is not None:
             candidates.insert(0, plan.with_inner(inner))
+        tensors = [a for a in arrays if type(a) is sys.modules["torch"].Tensor]
         for candidate in candidates:
+            versions = [t._version for t in tensors]
             got = candidate(arrays, static)
+            if any(t._version != v for t, v in zip(tensors, versions, strict=True)):
+                return None  # the graph writes to an input
             if got is not None and _same_result(expected, got, arrays):
                 return candidate
     except Exception:  # torch internals differ from what this module reads
