@@ -136,11 +136,13 @@ class TorchBackend(Backend):
         strided = sys.modules["torch"].strided
         x = args[0]
         binary = len(args) >= 2
-        if not x.is_cpu or x.layout is not strided or x.is_neg():
+        # requires_grad reaches here for strict inference only (the ops took the training
+        # path or were detached): the public function gates its result, this path cannot
+        if not x.is_cpu or x.layout is not strided or x.is_neg() or x.requires_grad:
             return None
         if binary:
             y = args[1]
-            if not y.is_cpu or y.layout is not strided or y.is_neg():
+            if not y.is_cpu or y.layout is not strided or y.is_neg() or y.requires_grad:
                 return None
         compiled = self._compiled_ops.get(op)
         if compiled is None:

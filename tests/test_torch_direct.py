@@ -280,3 +280,21 @@ def test_inductor_graph_search_is_bounded() -> None:
     loop: list[Any] = []
     loop.append(loop)
     assert _torch_direct._inductor_graph(loop) is None
+
+
+def test_declines_what_the_public_path_must_see(be: Any) -> None:
+    """Strict inference on operands that require grad (the public function gates the
+    decoded value), non-CPU, sparse and negative-bit operands take the array-API path."""
+    base = torch.linspace(-2.0, 2.0, 12, dtype=torch.float64)
+    g = base.clone().requires_grad_()
+    thresholds = lambda c: (1e-6, 1e-6, None)  # noqa: E731
+    assert be.fast("strict", g, base, thresholds) is None
+    assert be.fast("strict", base, g, thresholds) is None
+    r = inference.strict_inference(g, base + 3.0)
+    r.decoded.sum().backward()
+    assert g.grad is not None
+    for x, y in ((base.to("meta"), base.to("meta")), (base.to_sparse(), base.to_sparse()),
+                 (torch._neg_view(base), base), (base.half(), base.half()),
+                 (base, base.float()), (base, base[:1])):
+        assert be.fast("div", x, y) is None
+    assert be.fast("div", base, base) is not None  # and plain ones take it
