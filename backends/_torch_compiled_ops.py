@@ -6,8 +6,8 @@ transforming the call — the same qualification as the numba kernels) to the ke
 public op would run, with the arguments the public op would pass it — the argument
 preparation is the identity on such tensors — so values and masks are the public op's
 by construction. The call skips that preparation and, once the fuser has compiled the
-kernel for the call's signature, Dynamo too: the fuser's direct plan for it
-(``_torch_direct``: Dynamo's own guard, then the compiled graph) is remembered per dtype
+kernel for the call's signature, Dynamo too: the fuser's direct plans for it
+(``_torch_direct``: Dynamo's own guard, then the compiled graph) are remembered per dtype
 and rank and tried first. A call the plan's guard rejects, or one before any plan
 exists, takes the fuser's dispatch (eager aten kernels below its size threshold, the
 compiled kernel above it).
@@ -36,24 +36,27 @@ class CompiledOp:
         self._run = fuser(kernel)
         self._static = static
         self._fused_static = _with_fused_namespace(static)  # what the compiled copy gets
-        self._plans: dict[tuple[Any, int], Any] = {}  # (dtype, ndim) -> DirectPlan
+        # (dtype, ndim) -> the fuser's direct plans for the signature it last served
+        self._plans: dict[tuple[Any, int], list[Any]] = {}
 
     def __call__(self, *arrays: Any, **numbers: Any) -> Any:
         """``kernel(*arrays, **static, **numbers)``; ``numbers`` are per-call Python
         scalars (strict inference's thresholds)."""
         first = arrays[0]
         key = (first.dtype, first.ndim)
-        plan = self._plans.get(key)
-        if plan is not None:
-            out = plan(arrays, {**self._fused_static, **numbers} if numbers
-                       else self._fused_static)
-            if out is not None:
-                return out
+        plans = self._plans.get(key)
+        if plans:
+            fused_static = ({**self._fused_static, **numbers} if numbers
+                            else self._fused_static)
+            for plan in plans:
+                out = plan(arrays, fused_static)
+                if out is not None:
+                    return out
         static = {**self._static, **numbers} if numbers else self._static
         out = self._run(*arrays, **static)
-        if plan is None:
-            found = self._fuser.plan(self._kernel, arrays, static)
-            if found is not None:
+        if plans is None:
+            found = self._fuser.plans(self._kernel, arrays, static)
+            if found is not None:  # the fuser's live list for this signature
                 self._plans[key] = found
         return out
 

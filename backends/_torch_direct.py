@@ -2,8 +2,9 @@
 
 A call of a ``torch.compile``d kernel copy pays Dynamo's frame evaluation and guard
 check and AOTAutograd's wrappers: ~25 µs, five times the whole plain ``x / y`` at 10^4
-float64 elements. Once a kernel copy has compiled exactly one graph, a
-:class:`DirectPlan` calls that graph's compiled function itself:
+float64 elements. For each graph a kernel copy compiles (the first, and each one a
+rejected call recompiles: under ``no_grad`` after grad mode, say), a :class:`DirectPlan`
+calls that graph's compiled function itself:
 
 * **The guard is Dynamo's.** ``GuardManagerWrapper.check`` of that graph's cache entry
   runs on the call's arguments laid out as the frame's locals: dtypes, devices, sizes
@@ -108,7 +109,7 @@ def _as_tensor(value: Any) -> Any:
 
 def build(compiled: Any, captured: tuple[Any, Any, list[int]], arrays: tuple[Any, ...],
           static: dict[str, Any], expected: Any) -> DirectPlan | None:
-    """A plan for the one graph ``compiled`` (a ``torch.compile``d kernel copy) holds —
+    """A plan for the graph ``compiled`` (a ``torch.compile``d kernel copy) just compiled —
     ``captured`` = (the graph as its backend received it, the function inductor's
     ``compile_fx`` returned for it, the positions of that function's uint8 outputs that
     are bool masks) — checked against ``expected``, Dynamo's result of
@@ -177,9 +178,9 @@ def _plan(compiled: Any, gm: Any, fused: Callable[..., Any], as_bool: list[int],
         return None
     code = orig.__code__
     entries = _debug_get_cache_entry_list(code)
-    if len(entries) != 1:
+    if not entries:
         return None
-    guard = entries[0].guard_manager
+    guard = entries[0].guard_manager  # the newest: the graph just compiled
     names = tuple(code.co_varnames[:code.co_argcount])
     if len(arrays) != len(names) or orig.__defaults__:
         return None

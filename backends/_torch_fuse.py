@@ -82,6 +82,9 @@ DEFAULT_MIN_NUMEL = 1 << 13
 LIBRARY_FACTOR = 4
 #: at most this many compiled signatures per kernel; further ones run eagerly
 MAX_SIGNATURES = 64
+#: at most this many direct plans per signature (one per graph Dynamo compiled for it:
+#: grad mode on and off, another thread count, ...); further graphs run through Dynamo
+MAX_PLANS = 4
 
 #: operations whose results are fully specified by IEEE 754 / exact integer arithmetic
 #: (names of torch functions, ``operator`` functions and tensor methods in a Dynamo graph)
@@ -194,8 +197,8 @@ class _KernelState:
         self.exact: dict[bool, int] = {True: 0, False: 0}  # graphs fused / not fused
         self.decision: bool | None = None  # set by the compile backend
         self.library = False  # a fused graph calls a library function (LIBRARY_FACTOR)
-        # signature → a Dynamo-free call of its compiled graph (``_torch_direct``)
-        self.plans: dict[Any, DirectPlan] = {}
+        # signature → Dynamo-free calls of its compiled graphs (``_torch_direct``)
+        self.plans: dict[Any, list[DirectPlan]] = {}
         # what the compile backend just built: (graph, compiled function, positions of
         # its uint8 outputs that are bool masks)
         self.captured: tuple[Any, Any, list[int]] | None = None
@@ -311,11 +314,8 @@ class TorchFuser:
                     failure = exc
                 else:
                     state.entries[key] = compiled if state.decision else kernel
-                    if state.decision and state.captured is not None:
-                        plan = build_plan(compiled, state.captured, arrays, static, out)
-                        if plan is not None:
-                            state.plans[key] = plan
-                    state.captured = None
+                    state.plans[key] = []
+                    self._add_plan(state, key, compiled, arrays, static, out)
                     return out
             self._warn_once(kernel, failure)  # outside the suppression
             return kernel(*arrays, **_with_compat_namespace(static))
@@ -334,23 +334,45 @@ class TorchFuser:
                 if len(state.entries) >= MAX_SIGNATURES:
                     return kernel(*arrays, **static)
                 return first_call(key, arrays, fused_static)
-            plan = state.plans.get(key)
-            if plan is not None:
-                out = plan(arrays, fused_static)
-                if out is not None:
-                    return out
+            plans = state.plans.get(key)
+            if plans:
+                for plan in plans:
+                    out = plan(arrays, fused_static)
+                    if out is not None:
+                        return out
+            compiles = state.exact[True]
             try:
-                return entry(*arrays, **fused_static)
+                out = entry(*arrays, **fused_static)
             except Exception:  # an unforeseen recompile failed: this signature goes eager
                 state.entries[key] = kernel
                 return kernel(*arrays, **static)
+            if state.exact[True] != compiles and plans is not None:  # Dynamo recompiled
+                with self._lock:
+                    self._add_plan(state, key, entry, arrays, fused_static, out)
+            return out
 
         return run
 
-    def plan(self, kernel: Callable[..., Any], arrays: tuple[Any, ...],
-             static: dict[str, Any]) -> DirectPlan | None:
-        """The direct plan of ``kernel``'s compiled copy for the signature of
-        ``kernel(*arrays, **static)``, if a call compiled one (``_torch_direct``)."""
+    @staticmethod
+    def _add_plan(state: _KernelState, key: Any, compiled: Any, arrays: tuple[Any, ...],
+                  static: dict[str, Any], out: Any) -> None:
+        """Keep a direct plan for the graph ``compiled`` just compiled (the backend left
+        it in ``state.captured``), checked against ``out``, Dynamo's result; at most
+        :data:`MAX_PLANS` per signature."""
+        captured, state.captured = state.captured, None
+        plans = state.plans.get(key)
+        if (captured is None or not state.decision or plans is None
+                or len(plans) >= MAX_PLANS):
+            return
+        plan = build_plan(compiled, captured, arrays, static, out)
+        if plan is not None:
+            plans.append(plan)
+
+    def plans(self, kernel: Callable[..., Any], arrays: tuple[Any, ...],
+              static: dict[str, Any]) -> list[DirectPlan] | None:
+        """The direct plans of ``kernel``'s compiled copy for the signature of
+        ``kernel(*arrays, **static)`` — the live list, which grows as Dynamo compiles
+        more graphs for it — or ``None`` if no call compiled it (``_torch_direct``)."""
         state = self._states.get(kernel.__qualname__)
         if state is None or not state.plans:
             return None

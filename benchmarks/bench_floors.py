@@ -14,6 +14,9 @@ rounds, median), at 1e4 / 1e5 / 1e6 elements, float64 and float32:
   fixed cost of entering a compiled graph through Dynamo, against eager ``x / y``; and
   ``scm.div`` as the adapter runs it without numba (the op's kernel through the fuser's
   direct call).
+* **the fused loop alone** (with ``[fast]``) — ``[fast]``'s compiled ``div`` loop into
+  preallocated outputs, against ``np.divide`` into a preallocated output: the part of
+  ``scm.div``'s cost that is the loop itself, without allocation or Python.
 
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/bench_floors.py [--rounds 7]`` (torch with
 one intra-op thread).
@@ -130,6 +133,26 @@ def numpy_rows(rounds: int) -> None:
                   f"  (x / y {t['plain'] * 1e6:8.1f} µs)")
 
 
+def loop_rows(rounds: int) -> None:
+    from zpml_backends import _fused
+
+    if not _fused.available():
+        print("numba is not installed: fused-loop rows skipped")
+        return
+    for dtype in (np.float64, np.float32):
+        k = _fused.kernel("div", "d" if dtype == np.float64 else "f")
+        for n in SIZES:
+            x, y = data(n, dtype)
+            out, bottom, plain_out = np.empty(n, dtype), np.empty(n, np.bool_), np.empty(n, dtype)
+            with np.errstate(all="ignore"):
+                t = compare({"plain": lambda x=x, y=y, o=plain_out: np.divide(x, y, out=o),
+                             "loop": lambda x=x, y=y, o=out, b=bottom, k=k: k(x, y, o, b)},
+                            n, rounds)
+            print(f"fused  {np.dtype(dtype).name:7s} {n:>9,d}  div loop alone "
+                  f"{t['loop'] / t['plain']:6.2f}x  (np.divide into a buffer "
+                  f"{t['plain'] * 1e6:8.1f} µs)")
+
+
 def torch_rows(rounds: int) -> None:
     import torch
     from zpml_backends import _fused
@@ -171,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.rounds} alternating rounds per row; ratios to the plain expression")
     if "numpy" in names:
         numpy_rows(args.rounds)
+        loop_rows(args.rounds)
     if "torch" in names:
         try:
             import torch  # noqa: F401

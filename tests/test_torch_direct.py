@@ -40,10 +40,15 @@ _INT = {torch.float32: torch.int32, torch.float64: torch.int64}
 @pytest.fixture
 def be(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The torch adapter as it is without numba (``zpml-core[fast]`` not installed)."""
+    from zpml_backends._torch_fuse import TorchFuser
+
     b = get_backend_by_name("torch")
     monkeypatch.setitem(_fused._STATE, "numba", None)
     monkeypatch.setitem(_fused._STATE, "error", "numba switched off by the test")
     monkeypatch.setattr(b, "_fused", None)
+    # a fuser of its own: what other tests compiled (and in which grad mode) stays out
+    monkeypatch.setattr(b, "_fuser", TorchFuser())
+    monkeypatch.setattr(b, "_compiled_ops", {})
     yield b
 
 
@@ -207,8 +212,9 @@ def test_guard_rejections_keep_the_specification(be: Any, plan_calls: list[bool]
 
 
 def test_aliased_first_trace_gets_no_plan(be: Any) -> None:
-    """A graph traced with ``x is y`` takes one input for both: no plan, and later calls
-    with distinct operands still get the specification's bits."""
+    """A graph traced with ``x is y`` takes one input for both: no plan; distinct
+    operands afterwards fail its guard, recompile and get a plan of their own, and the
+    aliased call still gets the specification's bits."""
     from zpml_backends._torch_fuse import TorchFuser
 
     fuser = TorchFuser()
@@ -216,10 +222,14 @@ def test_aliased_first_trace_gets_no_plan(be: Any) -> None:
     x, y = operands(torch.float64)
     for _ in range(2):
         run(x, x, None, None, xp=compat, be=be)
-    assert fuser.plan(_scm_real._k_mul, (x, x, None, None), {"xp": compat, "be": be}) is None
-    for _ in range(2):
+    assert not fuser.plans(_scm_real._k_mul, (x, x, None, None), {"xp": compat, "be": be})
+    for _ in range(2):  # Dynamo's guard (x is y) rejects these: a recompile, with a plan
         got = run(x, y, None, None, xp=compat, be=be)
         assert_same(tuple(got), spec_binary("mul", x, y, be), "distinct after aliased")
+    plans = fuser.plans(_scm_real._k_mul, (x, y, None, None), {"xp": compat, "be": be})
+    assert plans is not None and len(plans) == 1
+    got = run(x, x, None, None, xp=compat, be=be)  # aliased again: through Dynamo
+    assert_same(tuple(got), spec_binary("mul", x, x, be), "aliased again")
 
 
 def _k_pair(pair: tuple[Any, Any], *, xp: Any, be: Any) -> tuple[Any, Any]:
@@ -241,7 +251,7 @@ def test_tuple_inputs_get_no_plan() -> None:
         for _ in range(3):
             assert_same(tuple(run((x, y), xp=compat, be=b)), want, "pair")
     assert fuser.compiled_kernels() == ["_k_pair"]
-    assert fuser._states["_k_pair"].plans == {}
+    assert all(not plans for plans in fuser._states["_k_pair"].plans.values())
 
 
 def test_build_refuses_a_mismatch() -> None:
@@ -298,3 +308,23 @@ def test_declines_what_the_public_path_must_see(be: Any) -> None:
                  (base, base.float()), (base, base[:1])):
         assert be.fast("div", x, y) is None
     assert be.fast("div", base, base) is not None  # and plain ones take it
+
+
+def test_each_recompiled_graph_gets_its_plan(be: Any, plan_calls: list[bool]) -> None:
+    """Grad mode is part of Dynamo's guard: the graph compiled with it on serves no
+    ``no_grad`` call; the recompile under ``no_grad`` gets a plan of its own, and from
+    then on both modes are served by plans."""
+    x, y = operands(torch.float64)
+    want = spec_binary("div", x, y, be)
+    for _ in range(2):
+        assert_same(tuple(scm.div(x, y)), want, "grad mode")
+    with torch.no_grad():
+        for _ in range(2):
+            assert_same(tuple(scm.div(x, y)), want, "no_grad")
+    plan_calls.clear()
+    assert_same(tuple(scm.div(x, y)), want, "grad mode again")
+    with torch.no_grad():
+        assert_same(tuple(scm.div(x, y)), want, "no_grad again")
+    assert plan_calls.count(True) == 2, plan_calls
+    plans = be._fuser.plans(_scm_real._k_div, (x, y, None, None), {"xp": compat, "be": be})
+    assert plans is not None and len(plans) == 2
