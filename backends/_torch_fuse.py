@@ -49,7 +49,9 @@ part of it) gets its own compiled copy of the kernel, so Dynamo's per-code-objec
 recompile limit is never reached. If compiling fails (e.g. no C++ compiler), the kernel
 runs eagerly from then on and one :class:`FusionUnavailableWarning` (a ``UserWarning``)
 is issued per process. Warnings raised by torch internals while compiling are
-suppressed (they are not the caller's).
+suppressed (they are not the caller's). Each graph a copy compiles gets a direct plan
+(``_torch_direct``): later calls run Dynamo's guard for that graph and then inductor's
+generated code, without Dynamo's frame evaluation (~5 µs instead of ~25–40 µs a call).
 
 Environment: ``ZPML_TORCH_FUSE=0`` disables fusion; ``ZPML_TORCH_FUSE_MIN_NUMEL``
 changes the size threshold (default 8192 elements; kernels that call a library function

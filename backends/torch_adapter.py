@@ -3,9 +3,9 @@
 Kernels run eagerly on small inputs and inside the caller's ``torch.compile`` graph; on
 large eager inputs without autograd they are fused with inductor (``_torch_fuse``). The
 public ops' fast path (:meth:`TorchBackend.fast`) hands plain CPU float32/float64
-tensors to fused kernels: numba kernels without autograd, and with autograd each real
-SCM op's own ``autograd.Function`` with the policy gate inside it
-(``_torch_autograd_ops``)."""
+tensors to fused kernels: numba kernels without autograd (without numba, the op's own
+kernel through the fuser, ``_torch_compiled_ops``), and with autograd each real SCM op's
+own ``autograd.Function`` with the policy gate inside it (``_torch_autograd_ops``)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ class TorchBackend(Backend):
         and nothing that could observe or transform the call — not compiling, no
         functorch transform or forward-AD level, no torch function or dispatch mode.
         Transcendental values come from torch's own in-place function on the sanitised
-        operand. ``None`` otherwise, and when numba is not installed.
+        operand. ``None`` otherwise. Without numba the same qualifying tensors go to the
+        op's own array-API kernel through the inductor fuser (:meth:`_fast_compiled`).
 
         An operand requiring grad (grad mode on) takes the training path instead: the
         op's fused autograd Function (``zpml_backends._torch_autograd_ops.grad_op``, with
