@@ -40,14 +40,17 @@ _INT = {torch.float32: torch.int32, torch.float64: torch.int64}
 @pytest.fixture
 def be(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The torch adapter as it is without numba (``zpml-core[fast]`` not installed)."""
-    from zpml_backends._torch_fuse import TorchFuser
-
     b = get_backend_by_name("torch")
     monkeypatch.setitem(_fused._STATE, "numba", None)
     monkeypatch.setitem(_fused._STATE, "error", "numba switched off by the test")
     monkeypatch.setattr(b, "_fused", None)
-    # a fuser of its own: what other tests compiled (and in which grad mode) stays out
-    monkeypatch.setattr(b, "_fuser", TorchFuser())
+    # (numpy's adapter would cache numba's absence too: restored afterwards)
+    monkeypatch.setattr(get_backend_by_name("numpy"), "_fused", None)
+    # the adapter's fuser starts empty (what other tests compiled, and in which grad
+    # mode, stays out) and gets its state back afterwards; the object itself stays, as
+    # the adapter's forward-only twin shares it
+    monkeypatch.setattr(b._fuser, "_states", {})
+    monkeypatch.setattr(b._fuser, "_wrapped", {})
     monkeypatch.setattr(b, "_compiled_ops", {})
     yield b
 
