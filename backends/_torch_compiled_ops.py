@@ -1,8 +1,9 @@
 """The torch fast path without numba: the op's own array-API kernel, compiled by the fuser.
 
 Without ``zpml-core[fast]``, :meth:`TorchBackend.fast` hands qualifying tensors (plain
-CPU float32/float64, one dtype and shape, contiguous, no grad, nothing tracing or
-transforming the call — the same qualification as the numba kernels) to the kernel the
+strided CPU float32/float64 tensors of one dtype and shape — any strides — with no neg
+bit and no grad, nothing tracing or transforming the call: the numba kernels'
+qualification less contiguity, which only their numpy views need) to the kernel the
 public op would run, with the arguments the public op would pass it — the argument
 preparation is the identity on such tensors — so values and masks are the public op's
 by construction. The call skips that preparation and, once the fuser has compiled the
