@@ -62,9 +62,10 @@ class CompiledOp:
         return out
 
 
-def compiled_op(fuser: TorchFuser, name: str, be: Any) -> CompiledOp:
+def compiled_op(fuser: TorchFuser, name: str, be: Any) -> CompiledOp | None:
     """The :class:`CompiledOp` of public op ``name`` (``add sub mul div``, the real unary
-    ops, ``strict`` = strict inference without validity factors) for the adapter ``be``."""
+    ops — ``scm.real_kernel``'s table — or ``strict`` = strict inference without validity
+    factors) for the adapter ``be``; ``None`` for any other name."""
     import array_api_compat.torch as compat
 
     if name == "strict":
@@ -73,7 +74,10 @@ def compiled_op(fuser: TorchFuser, name: str, be: Any) -> CompiledOp:
         return CompiledOp(fuser, _k_strict, {"xp": compat, "be": be, "factor_taus": ()})
     from zpml_core.scm import real_kernel
 
-    kernel, static = real_kernel(name)
+    try:
+        kernel, static = real_kernel(name)
+    except KeyError:
+        return None
     return CompiledOp(fuser, kernel, {"xp": compat, "be": be, **static})
 
 

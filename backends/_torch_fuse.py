@@ -342,13 +342,12 @@ class TorchFuser:
                     out = plan(arrays, fused_static)
                     if out is not None:
                         return out
-            compiles = state.exact[True]
             try:
                 out = entry(*arrays, **fused_static)
             except Exception:  # an unforeseen recompile failed: this signature goes eager
                 state.entries[key] = kernel
                 return kernel(*arrays, **static)
-            if state.exact[True] != compiles and plans is not None:  # Dynamo recompiled
+            if plans is not None and state.captured is not None:  # Dynamo recompiled
                 with self._lock:
                     self._add_plan(state, key, entry, arrays, fused_static, out)
             return out

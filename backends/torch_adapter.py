@@ -147,11 +147,12 @@ class TorchBackend(Backend):
                 return None
         compiled = self._compiled_ops.get(op)
         if compiled is None:
-            if op != "strict" and op not in _COMPILED_OPS:
-                return None
             from zpml_backends._torch_compiled_ops import compiled_op
 
-            compiled = self._compiled_ops[op] = compiled_op(self._fuser, op, self)
+            compiled = compiled_op(self._fuser, op, self)
+            if compiled is None:  # an op without a real kernel
+                return None
+            self._compiled_ops[op] = compiled
         if op == "strict":
             thr, tau, tau_train = args[2](self._consts(x.dtype))
             if tau == 0.0:  # tau_infer underflows: the array-API path raises
@@ -327,9 +328,6 @@ class _DtypeChars(dict[Any, "str | None"]):
 
 
 _FAST_DTYPES = _DtypeChars()
-#: the public ops the fast path without numba runs through the fuser (``_torch_compiled_ops``)
-_COMPILED_OPS = frozenset({"add", "sub", "mul", "div", "neg", "inv", "log", "exp", "sqrt",
-                           "sin", "cos", "tan"})
 
 
 def _c_contiguous(a: Any) -> bool:

@@ -155,15 +155,13 @@ def loop_rows(rounds: int) -> None:
 
 def torch_rows(rounds: int) -> None:
     import torch
-    from zpml_backends import _fused
+    from bench_ops import FastPath  # this script's directory is on sys.path
 
-    from zpml_core import _registry, scm
+    from zpml_core import scm
 
     torch.set_num_threads(1)
-    saved = dict(_fused._STATE)
-    torch_be = _registry.get_backend_by_name("torch")
-    _fused._STATE.update(numba=None, error="switched off by bench_floors.py")
-    torch_be._fused = None  # type: ignore[attr-defined]
+    fast = FastPath()
+    fast.set(False)  # as if numba were not installed
     try:
         compiled = torch.compile(lambda a, b: a / b, dynamic=True)
         for dtype in (torch.float64, torch.float32):
@@ -178,9 +176,7 @@ def torch_rows(rounds: int) -> None:
                       f"{t['compiled'] / t['plain']:6.2f}x  scm.div without numba "
                       f"{t['scm'] / t['plain']:6.2f}x  (x / y {t['plain'] * 1e6:8.1f} µs)")
     finally:
-        _fused._STATE.clear()
-        _fused._STATE.update(saved)
-        torch_be._fused = None  # type: ignore[attr-defined]
+        fast.set(True)
 
 
 def main(argv: list[str] | None = None) -> int:
